@@ -1,0 +1,1 @@
+"""Conveyor: the library behind the DAGs. Plain functions, one module per concern."""

@@ -1,0 +1,233 @@
+"""Nightly file ingestion: config-driven server-side copies from source buckets to raw buckets.
+
+Config format (JSON):
+
+    {"datasets": [{"name": "movies",
+                   "source_bucket": "conveyor-local-source", "source_prefix": "movielens/movies",
+                   "target_bucket": "conveyor-local-raw",    "target_prefix": "landing"}]}
+
+Every object under `source_prefix` lands at
+`<target_prefix>/<name>/year=YYYY/month=MM/day=DD/<key relative to source_prefix>`, the date being
+the UTC date of the run's data_interval_end, so a rerun of an interval writes the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from conveyor.copying import CopyRequest, copy_objects, list_objects
+
+FIELDS = ("name", "source_bucket", "source_prefix", "target_bucket", "target_prefix")
+# Dataset names become a key segment: keep them to one safe path segment.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# S3 bucket naming rules (general purpose buckets).
+_BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+# S3 error codes that retrying will not fix: they make a config location or bucket unusable.
+_PERMANENT_S3_ERRORS = {"404", "403", "NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidBucketName"}
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+
+
+class ConfigError(ValueError):
+    """The ingestion config cannot be used; the message names the dataset and field."""
+
+
+class IngestionError(RuntimeError):
+    """Some objects of a dataset failed to copy; the message names them."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    source_bucket: str
+    source_prefix: str
+    target_bucket: str
+    target_prefix: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key` -> (bucket, key); anything else is a ConfigError."""
+    match = re.match(r"^s3://([^/]+)/(.+)$", uri)
+    if not match:
+        raise ConfigError(f"config location {uri!r} is not an S3 URI of the form s3://bucket/key")
+    return match.group(1), match.group(2)
+
+
+def read_config_text(location: str, s3_client=None) -> str:
+    """The config's text from `s3://bucket/key` (through `s3_client`) or a local file path."""
+    if location.startswith("s3://"):
+        bucket, key = parse_s3_uri(location)
+        try:
+            body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            code = _error_code(exc)
+            if code not in _PERMANENT_S3_ERRORS:
+                raise  # throttling, network: let the task retry
+            raise ConfigError(f"config {location}: cannot be read: {code}") from exc
+    else:
+        try:
+            body = Path(location).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"config {location}: cannot be read: {exc.strerror}") from exc
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {location}: not UTF-8 text ({exc})") from exc
+
+
+def _clean_prefix(value: str) -> str:
+    return value.strip("/")
+
+
+def parse_config(text: str, origin: str = "config") -> list[Dataset]:
+    """Validate the config's JSON text; every problem names the dataset and the field."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{origin}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("datasets"), list):
+        raise ConfigError(f'{origin}: expected an object with a "datasets" list')
+    if not document["datasets"]:
+        raise ConfigError(f'{origin}: "datasets" is empty')
+
+    datasets: list[Dataset] = []
+    for index, entry in enumerate(document["datasets"]):
+        label = f"dataset #{index + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{origin}: {label}: expected an object, got {type(entry).__name__}")
+        if isinstance(entry.get("name"), str):
+            label = f"dataset {entry['name']!r}"
+        unknown = sorted(set(entry) - set(FIELDS))
+        if unknown:
+            raise ConfigError(
+                f"{origin}: {label}: unknown field(s) {', '.join(unknown)}; expected {', '.join(FIELDS)}"
+            )
+        for field in FIELDS:
+            if field not in entry:
+                raise ConfigError(f"{origin}: {label}: missing field {field!r}")
+            if not isinstance(entry[field], str):
+                raise ConfigError(
+                    f"{origin}: {label}: field {field!r} must be a string, got {type(entry[field]).__name__}"
+                )
+        if not _NAME.match(entry["name"]):
+            raise ConfigError(
+                f"{origin}: {label}: field 'name' must be letters, digits, '_', '.' or '-' "
+                "(it becomes a key segment)"
+            )
+        for field in ("source_bucket", "target_bucket"):
+            if not _BUCKET.match(entry[field]):
+                raise ConfigError(f"{origin}: {label}: field {field!r}: {entry[field]!r} is not a valid bucket name")
+        datasets.append(
+            Dataset(
+                name=entry["name"],
+                source_bucket=entry["source_bucket"],
+                source_prefix=_clean_prefix(entry["source_prefix"]),
+                target_bucket=entry["target_bucket"],
+                target_prefix=_clean_prefix(entry["target_prefix"]),
+            )
+        )
+
+    names = [d.name for d in datasets]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"{origin}: dataset name(s) used more than once: {', '.join(duplicated)}")
+    return datasets
+
+
+def select_datasets(datasets: list[Dataset], wanted: Iterable[str] | None) -> list[Dataset]:
+    """The datasets named in `wanted` (all when empty); an unknown name is a ConfigError."""
+    wanted = list(wanted or [])
+    if not wanted:
+        return datasets
+    known = {d.name for d in datasets}
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"requested dataset(s) {', '.join(map(repr, unknown))} not in the config; known: {', '.join(sorted(known))}"
+        )
+    return [d for d in datasets if d.name in wanted]
+
+
+def check_buckets(client, datasets: list[Dataset]) -> None:
+    """Fail with the dataset and field when a configured bucket does not exist or is not reachable."""
+    checked: dict[str, str | None] = {}
+    for dataset in datasets:
+        for field in ("source_bucket", "target_bucket"):
+            bucket = getattr(dataset, field)
+            if bucket not in checked:
+                try:
+                    client.head_bucket(Bucket=bucket)
+                    checked[bucket] = None
+                except Exception as exc:
+                    code = _error_code(exc)
+                    if code not in _PERMANENT_S3_ERRORS:
+                        raise
+                    checked[bucket] = "does not exist" if code in ("404", "NoSuchBucket") else f"is not accessible ({code})"
+            if checked[bucket]:
+                raise ConfigError(f"dataset {dataset.name!r}: field {field!r}: bucket {bucket!r} {checked[bucket]}")
+
+
+def transfer_date(data_interval_end: datetime) -> date:
+    """The date in the target keys: the UTC date of the run's data_interval_end."""
+    if data_interval_end.tzinfo is None:
+        raise ValueError("data_interval_end must be timezone-aware")
+    return data_interval_end.astimezone(timezone.utc).date()
+
+
+def partition_prefix(dataset: Dataset, day: date) -> str:
+    parts = [dataset.target_prefix, dataset.name, f"year={day:%Y}", f"month={day:%m}", f"day={day:%d}"]
+    return "/".join(p for p in parts if p)
+
+
+def relative_key(dataset: Dataset, source_key: str) -> str:
+    if not dataset.source_prefix:
+        return source_key
+    folder = dataset.source_prefix + "/"
+    if not source_key.startswith(folder):
+        raise ValueError(f"key {source_key!r} is not under source_prefix {dataset.source_prefix!r}")
+    return source_key[len(folder) :]
+
+
+def target_key(dataset: Dataset, source_key: str, day: date) -> str:
+    """Where `source_key` lands for the run dated `day`; its path below source_prefix is kept."""
+    return f"{partition_prefix(dataset, day)}/{relative_key(dataset, source_key)}"
+
+
+def ingest_dataset(client, dataset: Dataset, day: date, **copy_options) -> dict:
+    """Copy every object of `dataset` to its dated location; returns counts, raises on any failure.
+
+    Objects that did copy stay in place: a retry or rerun rewrites the same keys.
+    """
+    folder = f"{dataset.source_prefix}/" if dataset.source_prefix else ""
+    requests = [
+        CopyRequest(obj, dataset.target_bucket, target_key(dataset, obj.key, day))
+        for obj in list_objects(client, dataset.source_bucket, folder)
+    ]
+    results = copy_objects(client, requests, **copy_options)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        sample = "; ".join(f"{r.request.source.key}: {r.error}" for r in failed[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        raise IngestionError(
+            f"dataset {dataset.name!r}: {len(failed)} of {len(results)} objects failed to copy: {sample}{more}"
+        )
+    return {
+        "name": dataset.name,
+        "objects": len(results),
+        "bytes": sum(r.size for r in results),
+        "target": f"s3://{dataset.target_bucket}/{partition_prefix(dataset, day)}/",
+    }

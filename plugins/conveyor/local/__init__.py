@@ -1,0 +1,1 @@
+"""The no-Docker local stack: moto server, embedded Postgres, Airflow on SQLite."""

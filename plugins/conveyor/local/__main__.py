@@ -1,0 +1,35 @@
+"""`python -m conveyor.local start|stop|describe|airflow`: the no-Docker local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from conveyor.local import stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conveyor.local", description=__doc__)
+    parser.add_argument(
+        "command",
+        choices=["start", "stop", "describe", "airflow"],
+        help="start: moto + Postgres + provisioning + .local/env.sh (harmless when up); "
+        "stop: stop what start started; describe: JSON of every resource, connection and DSN; "
+        "airflow: start `airflow standalone` on the stack",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "start":
+        stack.start()
+    elif args.command == "stop":
+        stack.stop()
+    elif args.command == "describe":
+        json.dump(stack.describe(), sys.stdout, indent=2)
+        print()
+    else:
+        stack.run_airflow_ui()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The no-Docker local stack: a moto server and an embedded Postgres on loopback, plus Airflow.
+
+State lives in `.local/` (override with CONVEYOR_LOCAL_DIR): `stack.json` records what this
+project started (pids, ports, data dirs) so `stop` stops exactly that and `start` again is
+harmless. `env.sh` exports what `airflow dags test` needs: AIRFLOW_HOME with a SQLite metadata
+DB, the dags/plugins folders, and the connections as AIRFLOW_CONN_* variables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from conveyor import resources
+from conveyor.local.provision import provision
+from conveyor.paths import PROJECT_ROOT
+
+DATABASES = ("totesys", "warehouse")
+ACCESS_KEY = "testing"  # moto accepts any key; these are not secrets
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get("CONVEYOR_LOCAL_DIR", PROJECT_ROOT / ".local")).resolve()
+
+
+def _state_path() -> Path:
+    return local_dir() / "stack.json"
+
+
+def load_state() -> dict:
+    path = _state_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_state(state: dict) -> None:
+    local_dir().mkdir(parents=True, exist_ok=True)
+    _state_path().write_text(json.dumps(state, indent=2))
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f}s; see {log}")
+
+
+# --- moto -------------------------------------------------------------------------------------
+
+
+def moto_endpoint(state: dict) -> str:
+    return f"http://127.0.0.1:{state['moto']['port']}"
+
+
+def _start_moto(state: dict) -> None:
+    moto = state.get("moto", {})
+    if _alive(moto.get("pid")):
+        return
+    port = int(os.environ.get("CONVEYOR_MOTO_PORT", 0)) or moto.get("port") or _free_port()
+    log = local_dir() / "moto.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    state["moto"] = {"pid": proc.pid, "port": port, "log": str(log)}
+    _wait_http(f"http://127.0.0.1:{port}/moto-api/", 30, "moto server", log)
+
+
+# --- Postgres ---------------------------------------------------------------------------------
+
+
+def _start_postgres(state: dict) -> None:
+    user_dsn = os.environ.get("CONVEYOR_POSTGRES_DSN")
+    if user_dsn:
+        state["postgres"] = {"dsn": user_dsn, "managed": False}
+    else:
+        import pgserver
+
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        pgdata = local_dir() / "pgdata"
+        pgdata.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(pgdata, cleanup_mode=None)  # keeps running after we exit
+        state["postgres"] = {"dsn": server.get_uri("postgres"), "pgdata": str(pgdata), "managed": True}
+    _create_databases(state["postgres"]["dsn"])
+
+
+def _create_databases(admin_dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        for name in DATABASES:
+            if name not in existing:
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def postgres_dsn(state: dict, database: str) -> str:
+    """The admin DSN with its database swapped for `database`."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(state["postgres"]["dsn"])
+    params["dbname"] = database
+    return make_conninfo(**params)
+
+
+def _postgres_connection(state: dict, database: str) -> dict:
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(postgres_dsn(state, database))
+    return {
+        "conn_type": "postgres",
+        "host": params.get("host", "127.0.0.1"),  # a directory here means a Unix socket
+        "port": int(params.get("port", 5432)),
+        "login": params.get("user", "postgres"),
+        "password": params.get("password", ""),
+        "schema": database,
+    }
+
+
+def _stop_postgres(state: dict) -> None:
+    pg = state.get("postgres", {})
+    if not pg.get("managed") or not Path(pg.get("pgdata", "/nonexistent"), "postmaster.pid").exists():
+        return
+    import pgserver
+
+    user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs the server as this user under root
+    pgserver.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=Path(pg["pgdata"]), user=user)
+
+
+# --- Airflow ----------------------------------------------------------------------------------
+
+
+def airflow_home() -> Path:
+    return local_dir() / "airflow"
+
+
+def environment(state: dict) -> dict[str, str]:
+    """Every variable `env.sh` exports."""
+    endpoint = moto_endpoint(state)
+    home = airflow_home()
+    aws = {
+        "conn_type": "aws",
+        "login": ACCESS_KEY,
+        "password": ACCESS_KEY,
+        "extra": {"endpoint_url": endpoint, "region_name": resources.DEFAULT_REGION},
+    }
+    port = state.get("airflow", {}).get("port", 8080)
+    env = {
+        "CONVEYOR_LOCAL_DIR": str(local_dir()),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": ACCESS_KEY,
+        "AWS_DEFAULT_REGION": resources.DEFAULT_REGION,
+        "AWS_ENDPOINT_URL": endpoint,
+        f"AIRFLOW_CONN_{resources.AWS_CONN_ID.upper()}": json.dumps(aws),
+        f"AIRFLOW_VAR_{resources.PREFIX_VARIABLE.upper()}": resources.DEFAULT_PREFIX,
+    }
+    for conn_id, database in ((resources.TOTESYS_CONN_ID, "totesys"), (resources.WAREHOUSE_CONN_ID, "warehouse")):
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(_postgres_connection(state, database))
+    return env
+
+
+def _write_env_sh(state: dict) -> Path:
+    path = local_dir() / "env.sh"
+    lines = [
+        "# Written by `make services`; `source .local/env.sh` to use the local stack.",
+        f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"',
+    ]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in environment(state).items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env={**os.environ, **env}, **kwargs)
+
+
+def _migrate_airflow_db(state: dict) -> None:
+    import airflow
+
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    stamp = home / ".migrated"
+    if stamp.exists() and stamp.read_text() == airflow.__version__ and (home / "airflow.db").exists():
+        return
+    result = _airflow(["db", "migrate"], environment(state), capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    stamp.write_text(airflow.__version__)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def start() -> dict:
+    """Start (or find running) moto and Postgres, provision AWS resources, write env.sh."""
+    import boto3
+
+    local_dir().mkdir(parents=True, exist_ok=True)
+    state = load_state()
+    was_running = _alive(state.get("moto", {}).get("pid"))
+    _start_moto(state)
+    _start_postgres(state)
+    _save_state(state)
+    session = boto3.Session(
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=ACCESS_KEY, region_name=resources.DEFAULT_REGION
+    )
+    state["aws"] = provision(_EndpointSession(session, moto_endpoint(state)))
+    _save_state(state)
+    env_sh = _write_env_sh(state)
+    _migrate_airflow_db(state)
+    print(
+        f"local stack {'already running' if was_running else 'started'}: moto on {moto_endpoint(state)}, "
+        f"Postgres databases {', '.join(DATABASES)}; Airflow metadata in {airflow_home()}\n"
+        f"use it with:  source {os.path.relpath(env_sh)}"
+    )
+    return state
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all talk to the moto server."""
+
+    def __init__(self, session, endpoint: str):
+        self._session, self._endpoint = session, endpoint
+        self.region_name = session.region_name
+
+    def client(self, service: str):
+        return self._session.client(service, endpoint_url=self._endpoint)
+
+
+def stop() -> None:
+    state = load_state()
+    stopped = []
+    for name in ("airflow", "moto"):
+        pid = state.get(name, {}).get("pid")
+        if _alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+            stopped.append(name)
+        state.pop(name, None)
+    if state.get("postgres", {}).get("managed"):
+        _stop_postgres(state)
+        stopped.append("postgres")
+    state.pop("postgres", None)
+    _save_state(state)
+    print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def describe() -> dict:
+    state = load_state()
+    if not _alive(state.get("moto", {}).get("pid")):
+        raise SystemExit("the local stack is not running: run `make services`")
+    return {
+        "endpoint_url": moto_endpoint(state),
+        **state["aws"],
+        "connections": {
+            "aws": resources.AWS_CONN_ID,
+            "totesys": resources.TOTESYS_CONN_ID,
+            "warehouse": resources.WAREHOUSE_CONN_ID,
+        },
+        "postgres": {database: postgres_dsn(state, database) for database in DATABASES},
+        "airflow_home": str(airflow_home()),
+        "env_sh": str(local_dir() / "env.sh"),
+    }
+
+
+def run_airflow_ui() -> None:
+    """Start `airflow standalone` in the background on the stack; print the URL and login."""
+    state = start()
+    port = int(os.environ.get("CONVEYOR_AIRFLOW_PORT", 8080))
+    url = f"http://127.0.0.1:{port}"
+    home = airflow_home()
+    passwords = home / "passwords.json"
+    if not passwords.exists():
+        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}))
+    password = json.loads(passwords.read_text())["admin"]
+    airflow_state = state.get("airflow", {})
+    if not (_alive(airflow_state.get("pid")) and airflow_state.get("port") == port):
+        state["airflow"] = {"port": port}
+        _write_env_sh(state)
+        log = local_dir() / "airflow-standalone.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "airflow"), "standalone"],
+                env={**os.environ, **environment(state)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        state["airflow"] = {"pid": proc.pid, "port": port, "log": str(log)}
+        _save_state(state)
+        print(f"starting airflow standalone (log: {log}) ...")
+        _wait_http(f"{url}/api/v2/monitor/health", 180, "airflow standalone", log)
+    print(f"Airflow UI: {url}  login: admin / {password}\nstop it with: make services-stop")
