@@ -79,9 +79,21 @@ def write_lock() -> None:
         out = Path(tmp, "lock.txt")
         subprocess.run(
             [
-                "uv", "pip", "compile", "--quiet", "--no-header", "--no-annotate",
-                "--python-version", PYTHON_VERSION, "--python-platform", PLATFORM,
-                "--constraint", str(con_file), "-o", str(out), str(req_file),
+                "uv",
+                "pip",
+                "compile",
+                "--quiet",
+                "--no-header",
+                "--no-annotate",
+                "--python-version",
+                PYTHON_VERSION,
+                "--python-platform",
+                PLATFORM,
+                "--constraint",
+                str(con_file),
+                "-o",
+                str(out),
+                str(req_file),
             ],
             check=True,
         )

@@ -13,12 +13,23 @@ notifications SNS topic.
 * **Params**: `datasets` runs only the named datasets.
 * **Reruns** of an interval rewrite the same keys; bad config fails the run without retries and
   the failure message names the dataset and field.
+* **Tasks**: `load_datasets` → `copy_dataset` (one per dataset) → `notify_run` (always runs,
+  publishes the summary) → `all_datasets_copied` (fails the run if anything above failed).
 """
 
 from __future__ import annotations
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.sdk import CronDataIntervalTimetable, Param, Variable, dag, get_current_context, task
+from airflow.sdk import (
+    CronDataIntervalTimetable,
+    Param,
+    TriggerRule,
+    Variable,
+    chain,
+    dag,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
 from conveyor import ingestion, notify, paths
@@ -84,7 +95,7 @@ def nightly_file_ingestion():
                 s3, ingestion.Dataset(**dataset), ingestion.transfer_date(data_interval_end)
             )
 
-    @task
+    @task(trigger_rule=TriggerRule.ALL_DONE)
     def notify_run(dag_run=None, ti=None, data_interval_end=None) -> dict:
         """Publish one message for the run: per-dataset counts, or what failed and why."""
         planned = notify.as_list(ti.xcom_pull(task_ids="load_datasets"))
@@ -107,9 +118,19 @@ def nightly_file_ingestion():
         notify.publish(summary, notify.notifications_topic_arn())
         return summary
 
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def all_datasets_copied(ti=None) -> None:
+        """Fail the run when any dataset failed or the notification could not be sent."""
+        summary = ti.xcom_pull(task_ids="notify_run")
+        if summary is None:
+            raise AirflowFailException("the run's notification was not published; see notify_run")
+        if summary["status"] != "succeeded":
+            failed = "; ".join(f"{f['subject']}: {f['error']}" for f in summary["failures"])
+            raise AirflowFailException(f"run failed (notification sent): {failed}")
+
     copies = copy_dataset.expand(dataset=load_datasets())
-    # A teardown runs whatever happened upstream, yet the run's state still follows the copies.
-    copies >> notify_run().as_teardown(on_failure_fail_dagrun=True)
+    # notify_run reports whatever happened upstream; the last task gives the run its state.
+    chain(copies, notify_run(), all_datasets_copied())
 
 
 nightly_file_ingestion()

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from conveyor.copying import CopyRequest, copy_objects, list_objects
@@ -130,7 +130,9 @@ def parse_config(text: str, origin: str = "config") -> list[Dataset]:
             )
         for field in ("source_bucket", "target_bucket"):
             if not _BUCKET.match(entry[field]):
-                raise ConfigError(f"{origin}: {label}: field {field!r}: {entry[field]!r} is not a valid bucket name")
+                raise ConfigError(
+                    f"{origin}: {label}: field {field!r}: {entry[field]!r} is not a valid bucket name"
+                )
         datasets.append(
             Dataset(
                 name=entry["name"],
@@ -176,16 +178,20 @@ def check_buckets(client, datasets: list[Dataset]) -> None:
                     code = _error_code(exc)
                     if code not in _PERMANENT_S3_ERRORS:
                         raise
-                    checked[bucket] = "does not exist" if code in ("404", "NoSuchBucket") else f"is not accessible ({code})"
+                    checked[bucket] = (
+                        "does not exist" if code in ("404", "NoSuchBucket") else f"is not accessible ({code})"
+                    )
             if checked[bucket]:
-                raise ConfigError(f"dataset {dataset.name!r}: field {field!r}: bucket {bucket!r} {checked[bucket]}")
+                raise ConfigError(
+                    f"dataset {dataset.name!r}: field {field!r}: bucket {bucket!r} {checked[bucket]}"
+                )
 
 
 def transfer_date(data_interval_end: datetime) -> date:
     """The date in the target keys: the UTC date of the run's data_interval_end."""
     if data_interval_end.tzinfo is None:
         raise ValueError("data_interval_end must be timezone-aware")
-    return data_interval_end.astimezone(timezone.utc).date()
+    return data_interval_end.astimezone(UTC).date()
 
 
 def partition_prefix(dataset: Dataset, day: date) -> str:

@@ -35,7 +35,9 @@ def as_list(pulled) -> list:
     return [value for value in pulled if value is not None]
 
 
-def build_summary(*, dag_id: str, run_id: str, run_date: str, results: list[dict], failures: list[dict]) -> dict:
+def build_summary(
+    *, dag_id: str, run_id: str, run_date: str, results: list[dict], failures: list[dict]
+) -> dict:
     status = "failed" if failures else "succeeded"
     return {
         "dag_id": dag_id,

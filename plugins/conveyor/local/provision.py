@@ -6,6 +6,7 @@ by the tests, so both exercise the same buckets, topics, queues, policies and no
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from conveyor import resources
@@ -20,10 +21,8 @@ def _create_bucket(s3, bucket: str, region: str) -> None:
     kwargs = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    try:
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(**kwargs)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
 
 
 def _create_queue(sqs, name: str, attributes: dict) -> tuple[str, str]:
@@ -104,7 +103,9 @@ def provision(session, names: Names | None = None) -> dict:
                             "Principal": {"Service": "s3.amazonaws.com"},
                             "Action": "SNS:Publish",
                             "Resource": topic_arn,
-                            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{buckets[bucket_kind]}"}},
+                            "Condition": {
+                                "ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{buckets[bucket_kind]}"}
+                            },
                         }
                     ],
                 }

@@ -201,7 +201,10 @@ def environment(state: dict) -> dict[str, str]:
         f"AIRFLOW_CONN_{resources.AWS_CONN_ID.upper()}": json.dumps(aws),
         f"AIRFLOW_VAR_{resources.PREFIX_VARIABLE.upper()}": resources.DEFAULT_PREFIX,
     }
-    for conn_id, database in ((resources.TOTESYS_CONN_ID, "totesys"), (resources.WAREHOUSE_CONN_ID, "warehouse")):
+    for conn_id, database in (
+        (resources.TOTESYS_CONN_ID, "totesys"),
+        (resources.WAREHOUSE_CONN_ID, "warehouse"),
+    ):
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(_postgres_connection(state, database))
     return env
 
@@ -218,7 +221,9 @@ def _write_env_sh(state: dict) -> Path:
 
 
 def _airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env={**os.environ, **env}, **kwargs)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args], env={**os.environ, **env}, **kwargs
+    )
 
 
 def _migrate_airflow_db(state: dict) -> None:

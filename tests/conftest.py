@@ -1,0 +1,110 @@
+"""Test harness: an isolated Airflow (SQLite metadata DB) and AWS through moto.
+
+Airflow reads its configuration when first imported, so the environment is set here, at the top
+of the first module pytest loads. Nothing in the tests talks to a real AWS account or to a local
+stack started by `make services`: the variables that would point there are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="conveyor-tests-"))
+_CACHE_DIR = ROOT / ".local" / "test-cache"
+REGION = "eu-west-2"
+
+for _key in list(os.environ):
+    if _key.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__")) or _key in (
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "CONVEYOR_LOCAL_DIR",
+        "CONVEYOR_POSTGRES_DSN",
+    ):
+        del os.environ[_key]
+
+AIRFLOW_ENV = {
+    "AIRFLOW_HOME": str(_RUN_DIR / "airflow"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_RUN_DIR / 'airflow' / 'airflow.db'}",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": REGION}}),
+}
+os.environ.update(AIRFLOW_ENV)
+
+
+def _migrated_db() -> None:
+    """Copy a migrated metadata DB into place; migrate once per Airflow version and cache it."""
+    from importlib.metadata import version
+
+    cached = _CACHE_DIR / f"airflow-{version('apache-airflow-core')}.db"
+    if not cached.exists():
+        _CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{cached}.tmp"},
+        )
+        Path(f"{cached}.tmp").rename(cached)
+    (_RUN_DIR / "airflow").mkdir(parents=True, exist_ok=True)
+    shutil.copy(cached, _RUN_DIR / "airflow" / "airflow.db")
+
+
+_migrated_db()
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from conveyor.local.provision import provision  # noqa: E402
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def aws():
+    """moto in-process, provisioned like the local stack; yields the resource description."""
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        description = provision(session)
+        description["session"] = session
+        yield description
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+def read_messages(session, queue_url: str) -> list[dict]:
+    """Drain a queue subscribed to an SNS topic; returns the SNS envelopes (JSON-decoded)."""
+    sqs = session.client("sqs")
+    messages = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
+        if not batch:
+            return messages
+        for message in batch:
+            messages.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

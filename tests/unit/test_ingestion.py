@@ -1,0 +1,168 @@
+"""Config validation, dataset selection and target-key building for the nightly ingestion."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from conveyor import ingestion
+from conveyor.ingestion import ConfigError, Dataset
+
+GOOD = {
+    "name": "movies",
+    "source_bucket": "acme-source",
+    "source_prefix": "movielens/movies/",
+    "target_bucket": "acme-raw",
+    "target_prefix": "/landing/",
+}
+
+
+def config(*datasets) -> str:
+    return json.dumps({"datasets": list(datasets)})
+
+
+def test_parse_config_normalises_prefixes():
+    [dataset] = ingestion.parse_config(config(GOOD))
+    assert dataset == Dataset("movies", "acme-source", "movielens/movies", "acme-raw", "landing")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
+        ("[]", 'expected an object with a "datasets" list'),
+        (json.dumps({"datasets": []}), '"datasets" is empty'),
+        (json.dumps({"datasets": ["movies"]}), "dataset #1: expected an object, got str"),
+        (
+            config({k: v for k, v in GOOD.items() if k != "target_bucket"}),
+            "dataset 'movies': missing field 'target_bucket'",
+        ),
+        (config({**GOOD, "source_prefx": "x"}), "dataset 'movies': unknown field(s) source_prefx"),
+        (
+            config({**GOOD, "source_prefix": 7}),
+            "dataset 'movies': field 'source_prefix' must be a string, got int",
+        ),
+        (
+            config({**GOOD, "target_bucket": "Bad_Bucket"}),
+            "dataset 'movies': field 'target_bucket': 'Bad_Bucket' is not a valid bucket name",
+        ),
+        (config({**GOOD, "name": "a/b"}), "dataset 'a/b': field 'name' must be letters, digits"),
+        (config({k: v for k, v in GOOD.items() if k != "name"}), "dataset #1: missing field 'name'"),
+        (config(GOOD, GOOD), "dataset name(s) used more than once: movies"),
+    ],
+    ids=[
+        "bad-json",
+        "not-object",
+        "empty",
+        "entry-not-object",
+        "missing-field",
+        "unknown-field",
+        "wrong-type",
+        "bad-bucket",
+        "bad-name",
+        "no-name",
+        "duplicate",
+    ],
+)
+def test_parse_config_rejects_with_dataset_and_field(text, message):
+    with pytest.raises(ConfigError) as raised:
+        ingestion.parse_config(text, origin="cfg.json")
+    assert str(raised.value).startswith("cfg.json: ")
+    assert message in str(raised.value)
+
+
+def test_select_datasets():
+    datasets = ingestion.parse_config(config(GOOD, {**GOOD, "name": "ratings"}))
+    assert [d.name for d in ingestion.select_datasets(datasets, [])] == ["movies", "ratings"]
+    assert [d.name for d in ingestion.select_datasets(datasets, ["ratings"])] == ["ratings"]
+    with pytest.raises(ConfigError, match=r"'tags' not in the config; known: movies, ratings"):
+        ingestion.select_datasets(datasets, ["tags"])
+
+
+def test_transfer_date_is_utc_date_of_interval_end():
+    assert ingestion.transfer_date(datetime(2024, 3, 5, 20, 0, tzinfo=UTC)) == date(2024, 3, 5)
+    # 01:30 on the 6th in UTC+3 is still the 5th in UTC.
+    assert ingestion.transfer_date(datetime(2024, 3, 6, 1, 30, tzinfo=timezone(timedelta(hours=3)))) == date(
+        2024, 3, 5
+    )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ingestion.transfer_date(datetime(2024, 3, 5, 20, 0))
+
+
+@pytest.mark.parametrize(
+    ("source_prefix", "target_prefix", "key", "expected"),
+    [
+        (
+            "movielens/movies",
+            "landing",
+            "movielens/movies/movies.csv",
+            "landing/movies/year=2024/month=03/day=05/movies.csv",
+        ),
+        (
+            "movielens/movies",
+            "landing",
+            "movielens/movies/a b/ünï côde/x+y.csv",
+            "landing/movies/year=2024/month=03/day=05/a b/ünï côde/x+y.csv",
+        ),
+        ("", "landing", "top.csv", "landing/movies/year=2024/month=03/day=05/top.csv"),
+        ("movielens/movies", "", "movielens/movies/m.csv", "movies/year=2024/month=03/day=05/m.csv"),
+    ],
+    ids=["plain", "spaces-unicode-nested", "whole-bucket", "no-target-prefix"],
+)
+def test_target_key(source_prefix, target_prefix, key, expected):
+    dataset = Dataset("movies", "acme-source", source_prefix, "acme-raw", target_prefix)
+    assert ingestion.target_key(dataset, key, date(2024, 3, 5)) == expected
+
+
+def test_target_key_refuses_keys_outside_the_prefix():
+    dataset = Dataset("movies", "acme-source", "movielens/movies", "acme-raw", "landing")
+    with pytest.raises(ValueError, match="not under source_prefix"):
+        # A sibling folder sharing the prefix's first characters is not part of the dataset.
+        ingestion.target_key(dataset, "movielens/movies_old/m.csv", date(2024, 3, 5))
+
+
+@pytest.mark.parametrize(
+    ("uri", "ok"),
+    [
+        ("s3://bucket/key.json", True),
+        ("s3://bucket/", False),
+        ("https://x/y", False),
+        ("s3:/bucket/k", False),
+    ],
+)
+def test_parse_s3_uri(uri, ok):
+    if ok:
+        assert ingestion.parse_s3_uri(uri) == ("bucket", "key.json")
+    else:
+        with pytest.raises(ConfigError, match="not an S3 URI"):
+            ingestion.parse_s3_uri(uri)
+
+
+def test_read_config_text_local_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(config(GOOD))
+    assert json.loads(ingestion.read_config_text(str(path)))["datasets"][0]["name"] == "movies"
+    with pytest.raises(ConfigError, match="cannot be read: No such file"):
+        ingestion.read_config_text(str(tmp_path / "missing.json"))
+    (tmp_path / "latin1.json").write_bytes(b'{"x": "\xe9"}')
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        ingestion.read_config_text(str(tmp_path / "latin1.json"))
+
+
+def test_read_config_text_and_check_buckets_on_s3(aws):
+    s3 = aws["session"].client("s3")
+    s3.put_object(Bucket="conveyor-local-source", Key="cfg/ingest.json", Body=config(GOOD).encode())
+    assert "movies" in ingestion.read_config_text("s3://conveyor-local-source/cfg/ingest.json", s3)
+    with pytest.raises(ConfigError, match=r"s3://conveyor-local-source/nope.json: cannot be read: NoSuchKey"):
+        ingestion.read_config_text("s3://conveyor-local-source/nope.json", s3)
+
+    ok = Dataset("movies", "conveyor-local-source", "", "conveyor-local-raw", "landing")
+    ingestion.check_buckets(s3, [ok])
+    missing = Dataset("ratings", "conveyor-local-source", "", "acme-no-such-bucket", "landing")
+    with pytest.raises(
+        ConfigError,
+        match="dataset 'ratings': field 'target_bucket': bucket 'acme-no-such-bucket' does not exist",
+    ):
+        ingestion.check_buckets(s3, [ok, missing])
