@@ -13,12 +13,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor.local", description=__doc__)
     parser.add_argument(
         "command",
-        choices=["start", "stop", "describe", "airflow"],
+        choices=["start", "stop", "describe", "airflow", "provision"],
         help="start: moto + Postgres + provisioning + .local/env.sh (harmless when up); "
         "stop: stop what start started; describe: JSON of every resource, connection and DSN; "
-        "airflow: start `airflow standalone` on the stack",
+        "airflow: start `airflow standalone` on the stack; "
+        "provision: create the AWS resources at --endpoint-url (e.g. a moto container)",
     )
+    parser.add_argument("--endpoint-url", help="with provision: the AWS endpoint (moto, LocalStack)")
     args = parser.parse_args(argv)
+    if args.command == "provision":
+        if not args.endpoint_url:
+            parser.error("provision needs --endpoint-url")
+        json.dump(stack.provision_endpoint(args.endpoint_url), sys.stdout, indent=2)
+        print()
+        return 0
     if args.command == "start":
         stack.start()
     elif args.command == "stop":

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -192,6 +193,7 @@ def environment(state: dict) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -245,18 +247,13 @@ def _migrate_airflow_db(state: dict) -> None:
 
 def start() -> dict:
     """Start (or find running) moto and Postgres, provision AWS resources, write env.sh."""
-    import boto3
-
     local_dir().mkdir(parents=True, exist_ok=True)
     state = load_state()
     was_running = _alive(state.get("moto", {}).get("pid"))
     _start_moto(state)
     _start_postgres(state)
     _save_state(state)
-    session = boto3.Session(
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=ACCESS_KEY, region_name=resources.DEFAULT_REGION
-    )
-    state["aws"] = provision(_EndpointSession(session, moto_endpoint(state)))
+    state["aws"] = provision_endpoint(moto_endpoint(state))
     _save_state(state)
     env_sh = _write_env_sh(state)
     _migrate_airflow_db(state)
@@ -266,6 +263,24 @@ def start() -> dict:
         f"use it with:  source {os.path.relpath(env_sh)}"
     )
     return state
+
+
+def provision_endpoint(endpoint_url: str) -> dict:
+    """Provision every AWS resource at `endpoint_url` (moto server, LocalStack, a container)."""
+    import boto3
+
+    for _ in range(60):  # a container may still be starting
+        try:
+            urllib.request.urlopen(endpoint_url, timeout=2)
+            break
+        except urllib.error.HTTPError:
+            break  # it answers
+        except OSError:
+            time.sleep(1)
+    session = boto3.Session(
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=ACCESS_KEY, region_name=resources.DEFAULT_REGION
+    )
+    return provision(_EndpointSession(session, endpoint_url))
 
 
 class _EndpointSession:

@@ -1,0 +1,76 @@
+"""The files that must agree with each other do: requirements.txt, pyproject, the lock, compose."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from conveyor import resources
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pins(lines) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", line.strip())
+        if match:
+            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+REQUIREMENTS = (ROOT / "requirements.txt").read_text().splitlines()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+LOCK = _pins((ROOT / ".ci" / "constraints.txt").read_text().splitlines())
+
+
+def test_requirements_txt_is_what_mwaa_needs():
+    assert (
+        REQUIREMENTS.count(
+            '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.1/constraints-3.12.txt"'
+        )
+        == 1
+    )
+    mwaa_extra = _pins(REQUIREMENTS)
+    # What MWAA 3.3.1's image lacks and the DAGs import.
+    assert set(mwaa_extra) == {"apache-airflow-providers-snowflake", "pandas", "pyarrow"}
+    runtime = _pins(PYPROJECT["project"]["dependencies"])
+    for name, version in mwaa_extra.items():
+        assert runtime[name] == version, f"pyproject pins {name}=={runtime[name]}, requirements.txt {version}"
+
+
+def test_lock_pins_the_runtime_versions_and_is_in_sync():
+    for name, version in _pins(PYPROJECT["project"]["dependencies"]).items():
+        assert LOCK.get(name) == version, f"lock has {name}=={LOCK.get(name)}, pyproject wants {version}"
+    for requirement in PYPROJECT["dependency-groups"]["dev"]:
+        name = re.split(r"[\[=<>]", requirement)[0].lower()
+        assert name in LOCK, f"dev tool {name} is not in the lock"
+    check = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "lock.py"), "--check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_docker_compose_matches_the_local_stack():
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"moto", "postgres", "airflow"}
+    airflow = services["airflow"]
+    assert airflow["image"] == "apache/airflow:3.3.1-python3.12"
+    env = airflow["environment"]
+    extra = env["_PIP_ADDITIONAL_REQUIREMENTS"].split()
+    assert _pins(extra) == _pins(REQUIREMENTS), "compose installs what requirements.txt adds to MWAA"
+    for conn_id in (resources.AWS_CONN_ID, resources.TOTESYS_CONN_ID, resources.WAREHOUSE_CONN_ID):
+        assert f"AIRFLOW_CONN_{conn_id.upper()}" in env
+    assert env["AIRFLOW_VAR_CONVEYOR_RESOURCE_PREFIX"] == resources.DEFAULT_PREFIX
+    assert "conveyor.local provision" in airflow["command"]
+    for mount in airflow["volumes"]:
+        host = mount.split(":")[0]
+        assert (ROOT / host).exists(), f"compose mounts {host}, which does not exist"
+    init_sql = (ROOT / "include/sql/local/create_databases.sql").read_text()
+    assert "CREATE DATABASE totesys" in init_sql and "CREATE DATABASE warehouse" in init_sql
