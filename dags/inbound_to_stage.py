@@ -53,10 +53,11 @@ def inbound_to_stage():
         wildcard_match=True,
         check_fn=staging.has_inbound_files,
         aws_conn_id=AWS_CONN_ID,
-        poke_interval=15,
+        poke_interval=min(15, WAIT_SECONDS),
         timeout=WAIT_SECONDS,
         soft_fail=True,  # nothing arrived: skip the run
         mode="reschedule",
+        deferrable=conf.getboolean("operators", "default_deferrable", fallback=False),
     )
 
     @task(outlets=[STAGE])

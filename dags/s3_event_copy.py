@@ -24,6 +24,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 from airflow.providers.amazon.aws.sensors.sqs import SqsSensor
 from airflow.sdk import Param, chain, dag, task
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
 from conveyor import events
@@ -77,13 +78,14 @@ def s3_event_copy():
         num_batches=1,
         wait_time_seconds=20,
         delete_message_on_reception=False,  # deleted by copy_events, only after the copy
+        deferrable=conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval=5,
         timeout=timedelta(minutes=50).total_seconds(),
         soft_fail=True,  # a quiet hour skips the run; @continuous starts the next one
     )
 
     @task(outlets=[CURATED])
-    def copy_events(queue_url: str, ti=None, data_interval_end=None, outlet_events=None) -> dict:
+    def copy_events(queue_url: str, ti=None, dag_run=None, outlet_events=None) -> dict:
         """Copy what the messages name to curated; delete the messages that are done."""
         names = names_from_variable()
         sqs = SqsHook(aws_conn_id=AWS_CONN_ID).get_conn()
@@ -95,7 +97,8 @@ def s3_event_copy():
             queue_url,
             messages,
             names.bucket("curated"),
-            transfer_date(data_interval_end),
+            # Continuous and manual runs may have no data interval; every run has run_after.
+            transfer_date(dag_run.run_after),
         )
         if summary["failed"]:
             shown = "; ".join(f"{f['key']}: {f['error']}" for f in summary["failed"][:5])

@@ -95,6 +95,34 @@ def dagbag():
     return bag
 
 
+def run_dag(dag_id: str, logical_date=None, **conf):
+    """Run a DAG through Airflow (`dag.test()`, real metadata DB) on a freshly parsed DAG.
+
+    Fresh, because dag.test() writes a run's conf into the in-memory tasks' params (each real
+    task process parses afresh), so reusing one DAG object would leak Params across runs.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / f"{dag_id}.py")).get_dag(dag_id)
+    return dag.test(logical_date=logical_date, run_conf=conf or None)
+
+
+def task_states(dag_run) -> dict[str, list[str]]:
+    """{task_id: [state of each map index]} for a finished run."""
+    states: dict[str, list[str]] = {}
+    for ti in sorted(dag_run.get_task_instances(), key=lambda t: (t.task_id, t.map_index)):
+        states.setdefault(ti.task_id, []).append(ti.state)
+    return states
+
+
+@pytest.fixture
+def no_retries(monkeypatch):
+    """dag.test() waits out retry delays: make failures final (the parse reads DEFAULT_ARGS)."""
+    from conveyor import defaults
+
+    monkeypatch.setitem(defaults.DEFAULT_ARGS, "retries", 0)
+
+
 def read_messages(session, queue_url: str) -> list[dict]:
     """Drain a queue subscribed to an SNS topic; returns the SNS envelopes (JSON-decoded)."""
     sqs = session.client("sqs")

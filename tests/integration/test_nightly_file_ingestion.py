@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from conftest import read_messages
+from conftest import read_messages, run_dag
 
 from conveyor import sample_data
 from conveyor.local.provision import NOTIFICATIONS_INBOX
@@ -15,7 +14,6 @@ from conveyor.local.provision import NOTIFICATIONS_INBOX
 pytestmark = pytest.mark.integration
 
 DAG_ID = "nightly_file_ingestion"
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / f"{DAG_ID}.py"
 SOURCE, RAW = "conveyor-local-source", "conveyor-local-raw"
 MARCH_5 = datetime(2024, 3, 5, 20, 0, tzinfo=UTC)  # interval [03-04 20:00, 03-05 20:00)
 
@@ -31,24 +29,8 @@ def stack(aws, monkeypatch):
     return aws
 
 
-def fresh_dag():
-    """Parse the DAG file anew: dag.test() writes a run's conf into the in-memory tasks' params
-    (each real task process parses afresh), so reusing one DAG object leaks Params across runs."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAG_FILE)).get_dag(DAG_ID)
-
-
 def run(dagbag=None, logical_date=MARCH_5, **conf):
-    return fresh_dag().test(logical_date=logical_date, run_conf=conf or None)
-
-
-@pytest.fixture
-def no_retries(monkeypatch):
-    """dag.test() waits out retry delays: make failures final (the parse reads DEFAULT_ARGS)."""
-    from conveyor import defaults
-
-    monkeypatch.setitem(defaults.DEFAULT_ARGS, "retries", 0)
+    return run_dag(DAG_ID, logical_date, **conf)
 
 
 def objects(s3, bucket, prefix=""):
