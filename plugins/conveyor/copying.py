@@ -1,23 +1,24 @@
 """The project's one S3 copy engine: server-side, parallel, bounded, a result per object.
 
-Copies go through boto3's managed transfer (s3transfer): a single CopyObject below the multipart
-threshold, parallel UploadPartCopy parts above it, so objects over CopyObject's 5 GB limit copy
-too. Content type, user metadata and the other stored headers are preserved on both paths
-(CopyObject copies them; s3transfer carries them over to a multipart copy).
+Below the multipart threshold an object is one CopyObject call; above it (or when its size is
+unknown) boto3's managed transfer (s3transfer) copies it in parallel UploadPartCopy parts, so
+objects over CopyObject's 5 GB limit copy too. Content type, user metadata and the other stored
+headers are preserved on both paths (CopyObject copies them; s3transfer carries them over to a
+multipart copy).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from s3transfer.subscribers import BaseSubscriber
 
 MiB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
 DEFAULT_MULTIPART_CHUNKSIZE = 64 * MiB
-DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_MAX_CONCURRENCY = 10  # botocore's default connection pool size per client
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,6 @@ class CopyResult:
         return self.request.source.size
 
 
-class _KnownSize(BaseSubscriber):
-    """Hands the listed size and ETag to s3transfer so it skips its own HEAD of the source."""
-
-    def __init__(self, size: int, etag: str):
-        self._size = size
-        self._etag = etag
-
-    def on_queued(self, future, **kwargs):
-        future.meta.provide_transfer_size(self._size)
-        future.meta.provide_object_etag(self._etag)
-
-
 def list_objects(client, bucket: str, prefix: str = "") -> Iterator[S3Object]:
     """Every object under `prefix`, in key order, one page (1,000 keys) at a time.
 
@@ -86,37 +75,62 @@ def copy_objects(
 ) -> list[CopyResult]:
     """Copy every request server-side on at most `max_concurrency` concurrent S3 requests.
 
-    Never raises for a failed object: each result carries its own error, so the caller decides
-    what a partial failure means (retry the task, keep an SQS message, ...).
+    Results come back in request order. Never raises for a failed object: each result carries
+    its own error, so the caller decides what a partial failure means (retry, keep an SQS
+    message, keep an inbound file, ...).
     """
-    config = TransferConfig(
-        max_concurrency=max_concurrency,
-        multipart_threshold=multipart_threshold,
-        multipart_chunksize=multipart_chunksize,
-    )
-    submitted = []
-    with create_transfer_manager(client, config) as manager:
-        for request in requests:
-            source = request.source
-            subscribers = []
-            # Below the threshold CopyObject keeps the metadata itself, so the listing's size and
-            # ETag are enough. Above it, let s3transfer HEAD the source: it reads the metadata
-            # to carry over to the multipart upload from that response.
-            if source.etag and source.size < multipart_threshold:
-                subscribers.append(_KnownSize(source.size, source.etag))
-            future = manager.copy(
-                copy_source={"Bucket": source.bucket, "Key": source.key},
-                bucket=request.target_bucket,
-                key=request.target_key,
-                subscribers=subscribers,
+    requests = list(requests)
+    # Objects known to be below the threshold need one CopyObject, which keeps the metadata
+    # itself: call it directly, as s3transfer would, without its per-transfer bookkeeping.
+    # Larger objects, and any whose size is unknown, go through s3transfer's managed copy.
+    small = [i for i, r in enumerate(requests) if 0 <= r.source.size < multipart_threshold]
+    large = [i for i, r in enumerate(requests) if not 0 <= r.source.size < multipart_threshold]
+    results: list[CopyResult | None] = [None] * len(requests)
+
+    def copy_small(index: int) -> None:
+        request = requests[index]
+        try:
+            client.copy_object(
+                CopySource={"Bucket": request.source.bucket, "Key": request.source.key},
+                Bucket=request.target_bucket,
+                Key=request.target_key,
             )
-            submitted.append((request, future))
-        results = []
-        for request, future in submitted:
-            try:
-                future.result()
-            except Exception as exc:  # a result per object: the caller decides what failure means
-                results.append(CopyResult(request, f"{type(exc).__name__}: {exc}"))
-            else:
-                results.append(CopyResult(request))
+        except Exception as exc:  # a result per object: the caller decides what failure means
+            results[index] = CopyResult(request, f"{type(exc).__name__}: {exc}")
+        else:
+            results[index] = CopyResult(request)
+
+    if small:
+        with ThreadPoolExecutor(max_workers=min(max_concurrency, len(small))) as pool:
+            list(pool.map(copy_small, small))
+    if large:
+        config = TransferConfig(
+            max_concurrency=max_concurrency,
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+        )
+        with create_transfer_manager(client, config) as manager:
+            # No size handed over: s3transfer HEADs the source and carries its content type and
+            # metadata over to the multipart upload.
+            futures = [
+                (
+                    index,
+                    manager.copy(
+                        copy_source={
+                            "Bucket": requests[index].source.bucket,
+                            "Key": requests[index].source.key,
+                        },
+                        bucket=requests[index].target_bucket,
+                        key=requests[index].target_key,
+                    ),
+                )
+                for index in large
+            ]
+            for index, future in futures:
+                try:
+                    future.result()
+                except Exception as exc:
+                    results[index] = CopyResult(requests[index], f"{type(exc).__name__}: {exc}")
+                else:
+                    results[index] = CopyResult(requests[index])
     return results

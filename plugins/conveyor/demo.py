@@ -41,7 +41,7 @@ def _drain(sqs, queue_url: str) -> list[dict]:
     return out
 
 
-def run_dag(dag_id: str, logical_date: str) -> float:
+def run_dag(dag_id: str, logical_date: str, conf: str | None = None) -> float:
     """`airflow dags test` on the stack, as a user would run it; returns seconds taken."""
     env = {**os.environ, **stack.environment(stack.load_state())}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
@@ -49,7 +49,10 @@ def run_dag(dag_id: str, logical_date: str) -> float:
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(
-            ["airflow", "dags", "test", dag_id, logical_date], env=env, stdout=out, stderr=subprocess.STDOUT
+            ["airflow", "dags", "test", dag_id, logical_date, *(["--conf", conf] if conf else [])],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     elapsed = time.monotonic() - started
     if result.returncode:
@@ -87,6 +90,48 @@ def nightly_file_ingestion(info: dict, logical_date: str) -> None:
         print(f"    {key}")
 
 
+def s3_event_copy(info: dict) -> None:
+    s3, sqs = _clients(info)
+    raw, curated = info["buckets"]["raw"], info["buckets"]["curated"]
+    drops = {
+        "events/orders/order 1001.json": b'{"order_id": 1001, "total": "19.99"}',
+        "events/orders/ünïcode/order 1002.json": b'{"order_id": 1002, "total": "5.00"}',
+    }
+    for key, body in drops.items():
+        s3.put_object(Bucket=raw, Key=key, Body=body, ContentType="application/json")
+    print(f"• put {len(drops)} objects in s3://{raw}/events/ (the raw bucket also holds step 1's files);")
+    print("  S3 notified the raw-events SNS topic, which delivered to the raw-events SQS queue")
+    seconds = run_dag("s3_event_copy", DEFAULT_DATE)
+    print(f"• ran s3_event_copy through Airflow in {seconds:.1f}s")
+    landed = [o["Key"] for o in s3.list_objects_v2(Bucket=curated).get("Contents", [])]
+    waiting = sqs.get_queue_attributes(
+        QueueUrl=info["queues"]["raw-events"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    print(f"  s3://{curated}/ now holds {len(landed)} objects, e.g.:")
+    for key in [k for k in landed if k.startswith("events/")] + [
+        k for k in landed if not k.startswith("events/")
+    ][:2]:
+        print(f"    {key}")
+    print(f"  messages left on the raw-events queue: {waiting}")
+
+
+def retail(info: dict, logical_date: str) -> None:
+    s3, _ = _clients(info)
+    env_conf = '{"users": 25, "transactions": 250, "seed": 7, "format": "csv"}'
+    seconds = run_dag("retail_data_generator", logical_date, conf=env_conf)
+    inbound = [o["Key"] for o in s3.list_objects_v2(Bucket=info["buckets"]["inbound"]).get("Contents", [])]
+    print(
+        f"• ran retail_data_generator (25 users, 250 transactions, seed 7) in {seconds:.1f}s: {', '.join(inbound)}"
+    )
+    seconds = run_dag("inbound_to_stage", logical_date)
+    print(f"• ran inbound_to_stage in {seconds:.1f}s")
+    for kind in ("inbound", "stage", "archive"):
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=info["buckets"][kind]).get("Contents", [])]
+        print(
+            f"  s3://{info['buckets'][kind]}/: {len(keys)} file(s)" + "".join(f"\n    {k}" for k in keys[-4:])
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor.demo", description=__doc__)
     parser.add_argument("--date", default=DEFAULT_DATE, help="logical date of the runs (default %(default)s)")
@@ -96,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Conveyor demo on the local stack ({info['endpoint_url']}, Airflow home {info['airflow_home']})\n")
     print("1. nightly_file_ingestion: source bucket -> raw bucket, dated keys, SNS summary")
     nightly_file_ingestion(info, args.date)
+    print("\n2. s3_event_copy: raw bucket events -> SNS -> SQS -> copy raw -> curated")
+    s3_event_copy(info)
+    print("\n3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive")
+    retail(info, args.date)
     print(
         f"\nDemo finished in {time.monotonic() - started:.0f}s. Explore: `make airflow` (UI), "
         "`source .local/env.sh`, `python -m conveyor.local describe`."

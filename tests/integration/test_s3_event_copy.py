@@ -26,7 +26,9 @@ def queue_depth(sqs, url) -> tuple[int, int]:
     attributes = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return int(attributes["ApproximateNumberOfMessages"]), int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def curated(s3) -> dict[str, bytes]:
@@ -37,7 +39,12 @@ def curated(s3) -> dict[str, bytes]:
 @pytest.fixture
 def clients(aws):
     session = aws["session"]
-    return session.client("s3"), session.client("sqs"), aws["queues"]["raw-events"], aws["dead_letter_queues"]["raw-events"]
+    return (
+        session.client("s3"),
+        session.client("sqs"),
+        aws["queues"]["raw-events"],
+        aws["dead_letter_queues"]["raw-events"],
+    )
 
 
 def event_body(*keys: str, bucket: str = RAW) -> str:
@@ -64,7 +71,9 @@ def test_objects_put_into_raw_reach_curated_byte_identical_and_the_queue_empties
         "nested/deep/er/file.csv": b"a,b\n1,2\n",
     }
     for key, body in bodies.items():  # moto sends these through SNS to the queue, like AWS
-        s3.put_object(Bucket=RAW, Key=key, Body=body, ContentType="application/json", Metadata={"origin": "t"})
+        s3.put_object(
+            Bucket=RAW, Key=key, Body=body, ContentType="application/json", Metadata={"origin": "t"}
+        )
 
     dag_run = run_dag(DAG_ID)
     assert dag_run.state == "success"
@@ -95,7 +104,11 @@ def test_raw_events_several_records_and_duplicate_deliveries(clients):
 
     dag_run = run_dag(DAG_ID)
     assert dag_run.state == "success"
-    assert curated(s3) == {"one.txt": b"one.txt", "two words.txt": b"two words.txt", "three.txt": b"three.txt"}
+    assert curated(s3) == {
+        "one.txt": b"one.txt",
+        "two words.txt": b"two words.txt",
+        "three.txt": b"three.txt",
+    }
     assert queue_depth(sqs, queue) == (0, 0), "both deliveries of the duplicate are deleted"
     summary = dag_run.get_task_instance("copy_events").xcom_pull(task_ids="copy_events")
     assert (summary["messages"], summary["deleted"], summary["copied"]) == (3, 3, 3)
@@ -114,7 +127,9 @@ def test_a_failed_copy_keeps_only_its_message(clients, no_retries):
     assert curated(s3) == {"good-1.json": b"1", "good-2.json": b"2"}
     [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2, AttributeNames=["All"])["Messages"]
     assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"] == "vanished.json"
-    assert int(message["Attributes"]["ApproximateReceiveCount"]) == 2, "redelivered after the visibility timeout"
+    assert int(message["Attributes"]["ApproximateReceiveCount"]) == 2, (
+        "redelivered after the visibility timeout"
+    )
 
 
 def test_poison_message_is_quarantined_with_its_reason_and_deleted(clients):
@@ -155,7 +170,9 @@ def test_message_that_keeps_failing_ends_in_the_dead_letter_queue(clients):
 def test_large_object_copies_multipart_byte_for_byte_with_metadata(clients):
     s3, sqs, queue, _ = clients
     body = os.urandom(11 * MiB)
-    s3.put_object(Bucket=RAW, Key="big/blob.bin", Body=body, ContentType="application/x-blob", Metadata={"k": "v"})
+    s3.put_object(
+        Bucket=RAW, Key="big/blob.bin", Body=body, ContentType="application/x-blob", Metadata={"k": "v"}
+    )
     messages = events.receive_available(sqs, queue, 100)
     summary = events.copy_and_settle(
         s3, sqs, queue, messages, CURATED, day=None, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB
@@ -204,7 +221,9 @@ def test_deferrable_sensor_against_a_moto_server(monkeypatch):
     server.start()
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+        session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
 
         class AtEndpoint:
             region_name = REGION

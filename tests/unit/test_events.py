@@ -10,7 +10,9 @@ from conveyor import events
 from conveyor.events import ObjectCreated, PoisonMessage
 
 
-def record(key: str, bucket: str = "conveyor-local-raw", name: str = "ObjectCreated:Put", size: int = 3) -> dict:
+def record(
+    key: str, bucket: str = "conveyor-local-raw", name: str = "ObjectCreated:Put", size: int = 3
+) -> dict:
     """An S3 event record shaped as AWS sends it (key URL-encoded)."""
     return {
         "eventVersion": "2.1",
@@ -19,7 +21,12 @@ def record(key: str, bucket: str = "conveyor-local-raw", name: str = "ObjectCrea
         "eventName": name,
         "s3": {
             "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": key, "size": size, "eTag": "0cc175b9c0f1b6a831c399e269772661", "sequencer": "0A1"},
+            "object": {
+                "key": key,
+                "size": size,
+                "eTag": "0cc175b9c0f1b6a831c399e269772661",
+                "sequencer": "0A1",
+            },
         },
     }
 
@@ -73,7 +80,11 @@ def test_test_event_has_no_work():
 
 
 def test_only_object_created_records_are_kept():
-    body = s3_event(record("keep.json"), record("gone.json", name="ObjectRemoved:Delete"), record("c.json", name="ObjectCreated:CompleteMultipartUpload"))
+    body = s3_event(
+        record("keep.json"),
+        record("gone.json", name="ObjectRemoved:Delete"),
+        record("c.json", name="ObjectCreated:CompleteMultipartUpload"),
+    )
     objects, _ = events.parse_body(body)
     assert [o.key for o in objects] == ["keep.json", "c.json"]
 
@@ -84,8 +95,14 @@ def test_only_object_created_records_are_kept():
         ("not json at all", "body is not valid JSON"),
         ("[1, 2]", "expected a JSON object, got list"),
         (json.dumps({"hello": "world"}), "not an S3 event: no Records list"),
-        (json.dumps({"Type": "Notification", "Message": "{oops"}), "SNS envelope's Message is not valid JSON"),
-        (s3_event({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}), "record 0: malformed S3 record"),
+        (
+            json.dumps({"Type": "Notification", "Message": "{oops"}),
+            "SNS envelope's Message is not valid JSON",
+        ),
+        (
+            s3_event({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}),
+            "record 0: malformed S3 record",
+        ),
         (s3_event({**record("a"), "eventSource": "aws:sqs"}), "record 0: eventSource is 'aws:sqs'"),
     ],
     ids=["not-json", "array", "no-records", "bad-sns-message", "no-s3-block", "wrong-source"],
