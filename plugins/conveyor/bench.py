@@ -23,14 +23,9 @@ from botocore.config import Config
 
 from conveyor import events
 from conveyor.copying import DEFAULT_MAX_CONCURRENCY, CopyRequest, copy_objects, list_objects
+from conveyor.local.stack import free_port
 
 REGION = "eu-west-2"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(port: int, timeout: float = 30) -> None:
@@ -52,7 +47,7 @@ def _timed(fn) -> float:
 
 def bench_copies(objects: int, rounds: int, width: int) -> dict:
     # moto in its own process: sharing this process's GIL would let client overhead slow the server.
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 
 import boto3
 import pytest
@@ -15,6 +14,7 @@ from conftest import REGION, run_dag, task_states
 from conveyor import events
 from conveyor.copying import MiB
 from conveyor.local.provision import provision
+from conveyor.local.stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -206,17 +206,11 @@ def test_replay_of_a_missing_key_fails_naming_it(clients, no_retries):
         events.copy_keys(s3, RAW, ["here.json", "not-here.json"], CURATED)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_deferrable_sensor_against_a_moto_server(monkeypatch):
     """The deferrable path uses aiobotocore, which the in-process mock cannot intercept."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

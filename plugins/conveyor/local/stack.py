@@ -64,7 +64,8 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -92,7 +93,7 @@ def _start_moto(state: dict) -> None:
     moto = state.get("moto", {})
     if _alive(moto.get("pid")):
         return
-    port = int(os.environ.get("CONVEYOR_MOTO_PORT", 0)) or moto.get("port") or _free_port()
+    port = int(os.environ.get("CONVEYOR_MOTO_PORT", 0)) or moto.get("port") or free_port()
     log = local_dir() / "moto.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
