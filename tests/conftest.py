@@ -136,3 +136,54 @@ def read_messages(session, queue_url: str) -> list[dict]:
         for message in batch:
             messages.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_dsn(tmp_path_factory):
+    """A real Postgres server for the session (embedded pgserver; no root or Docker needed).
+
+    CONVEYOR_TEST_POSTGRES_DSN points the tests at another server instead.
+    """
+    dsn = os.environ.get("CONVEYOR_TEST_POSTGRES_DSN")
+    if dsn:
+        yield dsn
+        return
+    import logging
+
+    import pgserver
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_database(postgres_admin_dsn, monkeypatch):
+    """A fresh, empty database; AIRFLOW_CONN_TOTESYS_DB points at it. Yields its DSN."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(postgres_admin_dsn)
+    params["dbname"] = name
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TOTESYS_DB",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": params.get("host"),
+                "port": int(params.get("port", 5432)),
+                "login": params.get("user"),
+                "password": params.get("password", ""),
+                "schema": name,
+            }
+        ),
+    )
+    yield make_conninfo(**params)
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

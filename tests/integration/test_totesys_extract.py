@@ -1,0 +1,343 @@
+"""The incremental extract against a real Postgres and moto S3, and totesys_etl through Airflow."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+from conftest import ROOT, run_dag, task_states
+
+from conveyor import extract, totesys
+from conveyor.extract import SourceUnavailable, TableSpec
+from conveyor.ingestion import ConfigError
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "conveyor-local-ingestion"
+T1 = datetime(2024, 3, 5, 20, 0, tzinfo=UTC)
+LAG = timedelta(seconds=60)
+EVENTS = TableSpec("event", "event_id", "last_updated")
+
+
+@pytest.fixture
+def db(pg_database):
+    with psycopg.connect(pg_database) as conn:
+        yield conn
+
+
+@pytest.fixture
+def s3(aws):
+    return aws["session"].client("s3")
+
+
+def read_rows(s3, key: str) -> list[dict]:
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    table = pq.read_table(io.BytesIO(body)) if key.endswith(".parquet") else pa_csv.read_csv(io.BytesIO(body))
+    return table.to_pylist()
+
+
+def run_window(db, s3, spec, window, **options) -> tuple[dict, list[dict]]:
+    result = extract.extract_table(db, s3, BUCKET, spec, extract.catalog_columns(db, spec), window, **options)
+    return result, (read_rows(s3, result["key"]) if result["key"] else [])
+
+
+def make_events_table(db) -> None:
+    db.execute(
+        "CREATE TABLE event (event_id serial PRIMARY KEY, label text, last_updated timestamp NOT NULL)"
+    )
+    db.commit()
+
+
+def insert(db, stamp: datetime, labels: list[str]) -> None:
+    naive = stamp.astimezone(UTC).replace(tzinfo=None)
+    db.cursor().executemany(
+        "INSERT INTO event (label, last_updated) VALUES (%s, %s)", [(x, naive) for x in labels]
+    )
+    db.commit()
+
+
+def test_rows_on_window_boundaries_are_extracted_exactly_once(db, s3):
+    """Rows keep arriving at the boundary timestamp between runs; each lands in exactly one run."""
+    make_events_table(db)
+    interval = timedelta(minutes=3)
+    w1 = extract.extract_window(T1, T1 + interval, LAG)
+    w2 = extract.extract_window(T1 + interval, T1 + 2 * interval, LAG)
+    w3 = extract.extract_window(T1 + 2 * interval, T1 + 3 * interval, LAG)
+    boundary = w1[1]  # == w2[0]
+
+    insert(db, boundary - timedelta(microseconds=1), ["b-just-before"])
+    insert(db, boundary, ["a1-at-boundary", "a2-at-boundary"])
+    _, run1 = run_window(db, s3, EVENTS, w1)
+    insert(db, boundary, ["c-at-boundary-after-run-1"])  # same timestamp, after run 1
+    insert(db, boundary + timedelta(seconds=1), ["d-later"])
+    insert(db, w2[1], ["e-at-next-boundary"])
+    _, run2 = run_window(db, s3, EVENTS, w2)
+    _, run3 = run_window(db, s3, EVENTS, w3)
+
+    assert [r["label"] for r in run1] == ["b-just-before"]
+    assert sorted(r["label"] for r in run2) == [
+        "a1-at-boundary",
+        "a2-at-boundary",
+        "c-at-boundary-after-run-1",
+        "d-later",
+    ]
+    assert [r["label"] for r in run3] == ["e-at-next-boundary"]
+    every = [r["event_id"] for r in run1 + run2 + run3]
+    assert sorted(every) == list(range(1, 7)), "every row exactly once across runs"
+
+
+def test_late_committing_row_is_picked_up_thanks_to_the_lag(db, s3):
+    """A row stamped 30 s before a run's interval end but committed after the run executed."""
+    make_events_table(db)
+    interval = timedelta(minutes=3)
+    late_stamp = T1 + interval - timedelta(seconds=30)
+
+    _, run1 = run_window(db, s3, EVENTS, extract.extract_window(T1, T1 + interval, LAG))
+    insert(db, late_stamp, ["late"])  # commits after run 1 ran
+    _, run2 = run_window(db, s3, EVENTS, extract.extract_window(T1 + interval, T1 + 2 * interval, LAG))
+    assert run1 == [] and [r["label"] for r in run2] == ["late"]
+
+    # Without the lag the same sequence loses it: run 1's window already covered its timestamp.
+    no_lag_2 = extract.extract_window(T1 + interval, T1 + 2 * interval, timedelta(0))
+    _, lost = run_window(db, s3, EVENTS, no_lag_2)
+    assert lost == []
+
+
+def test_types_survive_exactly(db, s3):
+    db.execute(
+        """CREATE TABLE typed (
+             typed_id bigserial PRIMARY KEY, amount numeric(20, 6), price numeric(10, 2), label text,
+             code char(3), flag boolean, day date, at_tz timestamptz, last_updated timestamp NOT NULL,
+             free numeric)"""
+    )
+    rows = [
+        (
+            Decimal("12345678901234.123456"),
+            Decimal("0.10"),
+            'Zoë "quoted", comma\nnew line ✓',
+            "GBP",
+            True,
+            datetime(2024, 2, 29).date(),
+            datetime(2024, 3, 5, 12, 0, 0, 123456, tzinfo=UTC),
+            datetime(2024, 3, 5, 19, 58, 59, 999999),
+            Decimal("3.14159265358979323846"),
+        ),
+        (None, Decimal("-5.00"), "", None, False, None, None, datetime(2024, 3, 5, 19, 58), None),
+    ]
+    db.cursor().executemany(
+        "INSERT INTO typed (amount, price, label, code, flag, day, at_tz, last_updated, free) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
+    )
+    db.commit()
+    spec = TableSpec("typed", "typed_id", "last_updated")
+    result, extracted = run_window(db, s3, spec, extract.extract_window(T1 - timedelta(minutes=3), T1, LAG))
+    assert result["rows"] == 2
+    assert (
+        result["schema"]["amount"] == "decimal128(20, 6)"
+        and result["schema"]["at_tz"] == "timestamp[us, tz=UTC]"
+    )
+    first, second = sorted(extracted, key=lambda r: r["typed_id"])
+    assert first["amount"] == Decimal("12345678901234.123456")
+    assert first["price"] == Decimal("0.10")
+    assert first["label"] == 'Zoë "quoted", comma\nnew line ✓'
+    assert (first["code"], first["flag"], first["day"]) == ("GBP", True, datetime(2024, 2, 29).date())
+    assert first["at_tz"] == datetime(2024, 3, 5, 12, 0, 0, 123456, tzinfo=UTC)
+    assert first["last_updated"] == datetime(2024, 3, 5, 19, 58, 59, 999999)
+    assert first["free"] == "3.14159265358979323846"
+    assert second["amount"] is None and second["label"] == "" and second["code"] is None, (
+        "NULL and '' stay distinct"
+    )
+    assert second["flag"] is False and second["price"] == Decimal("-5.00")
+
+
+def test_csv_output_and_full_snapshot(db, s3):
+    make_events_table(db)
+    insert(db, T1 - timedelta(days=30), ["old"])
+    insert(db, T1 - timedelta(minutes=2), ["new"])
+    window = extract.extract_window(T1 - timedelta(minutes=3), T1, LAG)
+    delta, rows = run_window(db, s3, EVENTS, window, fmt="csv")
+    assert delta["key"].endswith(".csv") and [r["label"] for r in rows] == ["new"]
+    snapshot, rows = run_window(db, s3, EVENTS, window, full_snapshot=True)
+    assert snapshot["full_snapshot"] and sorted(r["label"] for r in rows) == ["new", "old"]
+
+
+def test_empty_delta_writes_no_file_and_removes_a_stale_one(db, s3):
+    make_events_table(db)
+    window = extract.extract_window(T1, T1 + timedelta(minutes=3), LAG)
+    insert(db, window[0], ["x"])
+    first, _ = run_window(db, s3, EVENTS, window)
+    assert first["rows"] == 1
+    db.execute("UPDATE event SET last_updated = last_updated + interval '1 day'")  # moved out of the window
+    db.commit()
+    rerun, _ = run_window(db, s3, EVENTS, window)
+    assert (rerun["rows"], rerun["key"]) == (0, None)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET), "no data file for an empty delta"
+
+
+def test_backfill_of_several_intervals_equals_one_run_over_their_union(db, s3):
+    totesys.create_schema(db)
+    totesys.populate(db, scale=0.5, seed=3, at=T1)
+    spec = TableSpec("sales_order", "sales_order_id", "last_updated")
+    step = timedelta(days=3)
+    starts = [T1 - timedelta(days=30) + i * step for i in range(10)]
+    pieces = []
+    for start in starts:
+        _, rows = run_window(db, s3, spec, extract.extract_window(start, start + step, LAG))
+        pieces += rows
+    _, union = run_window(db, s3, spec, extract.extract_window(starts[0], starts[-1] + step, LAG))
+    key = lambda r: r["sales_order_id"]  # noqa: E731
+    assert sorted(pieces, key=key) == sorted(union, key=key)
+    assert len(union) == len({r["sales_order_id"] for r in union}) > 0
+
+
+def test_another_schema_is_ingested_by_config_alone(db, s3):
+    db.execute(
+        "CREATE TABLE sensor_reading (reading_no bigint PRIMARY KEY, device text NOT NULL, "
+        "value numeric(8, 3), modified_at timestamptz NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO sensor_reading VALUES (1, 'pump-α', 1.250, %s), (2, 'pump-β', NULL, %s)",
+        (T1 - timedelta(minutes=2), T1 + timedelta(hours=1)),
+    )
+    db.commit()
+    _, [spec] = extract.parse_tables_config(
+        json.dumps(
+            {
+                "source": "plant",
+                "tables": [
+                    {
+                        "name": "sensor_reading",
+                        "primary_key": "reading_no",
+                        "cursor": "modified_at",
+                        "columns": ["reading_no", "value", "modified_at"],
+                    }
+                ],
+            }
+        )
+    )
+    result, rows = run_window(db, s3, spec, extract.extract_window(T1 - timedelta(minutes=3), T1, LAG))
+    assert rows == [{"reading_no": 1, "value": Decimal("1.250"), "modified_at": T1 - timedelta(minutes=2)}]
+    assert list(result["schema"]) == ["reading_no", "value", "modified_at"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (TableSpec("nope", "id", "last_updated"), "table 'nope': no such table"),
+        (TableSpec("event", "id", "last_updated"), "table 'event': field 'primary_key': no column 'id'"),
+        (TableSpec("event", "event_id", "updated"), "table 'event': field 'cursor': no column 'updated'"),
+        (
+            TableSpec("event", "event_id", "last_updated", ("event_id", "colour", "last_updated")),
+            "no column(s) 'colour'",
+        ),
+        (TableSpec("event", "event_id", "label"), "cursor 'label' has type text"),
+        (TableSpec('event"; DROP TABLE event; --', "event_id", "last_updated"), "no such table"),
+    ],
+)
+def test_wrong_names_fail_with_a_clear_message(db, spec, message):
+    make_events_table(db)
+    with pytest.raises(ConfigError) as raised:
+        extract.catalog_columns(db, spec)
+    assert message in str(raised.value)
+    assert db.execute("SELECT count(*) FROM event").fetchone() == (0,), "the table is still there"
+
+
+def test_unreachable_database_fails_with_a_clear_message(monkeypatch, tmp_path):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TOTESYS_DB",
+        json.dumps(
+            {"conn_type": "postgres", "host": str(tmp_path), "port": 5999, "login": "x", "schema": "totesys"}
+        ),
+    )
+    with pytest.raises(
+        SourceUnavailable, match=r"cannot connect to 'totesys_db' \(host .*, port 5999, database totesys\)"
+    ):
+        extract.connect("totesys_db")
+
+
+def test_statement_timeout_fails_with_a_clear_message(pg_database, s3):
+    with extract.connect("totesys_db", statement_timeout=timedelta(milliseconds=200)) as conn:
+        conn.execute("CREATE TABLE slow (slow_id int PRIMARY KEY, last_updated timestamp)")
+        conn.execute("CREATE VIEW slow_v AS SELECT s.*, (SELECT 1 FROM pg_sleep(1)) AS z FROM slow s")
+        conn.execute("INSERT INTO slow VALUES (1, %s)", (datetime(2024, 3, 5, 19, 58),))
+        conn.commit()
+        spec = TableSpec("slow_v", "slow_id", "last_updated")
+        with pytest.raises(SourceUnavailable, match="'slow_v' was cancelled by statement_timeout"):
+            extract.extract_table(
+                conn,
+                s3,
+                BUCKET,
+                spec,
+                extract.catalog_columns(conn, spec),
+                extract.extract_window(T1 - timedelta(minutes=3), T1, LAG),
+            )
+
+
+# --- the DAG ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def totesys_db(pg_database):
+    with psycopg.connect(pg_database) as conn:
+        totesys.create_schema(conn)
+        totesys.populate(conn, scale=1, seed=1, at=T1)
+        yield conn
+
+
+def manifest_of(s3, dag_run) -> dict:
+    key = dag_run.get_task_instance("write_manifest").xcom_pull(task_ids="write_manifest")["manifest"]
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def test_dag_initial_snapshot_then_delta(totesys_db, s3):
+    full = run_dag("totesys_etl", T1, full_snapshot=True)
+    assert full.state == "success"
+    manifest = manifest_of(s3, full)
+    counts = totesys.table_counts(totesys_db)
+    assert {t["table"]: t["rows"] for t in manifest["tables"]} == counts
+    assert manifest["window"] == ["2024-03-05T19:56:00+00:00", "2024-03-05T19:59:00+00:00"]
+
+    changed = totesys.simulate(totesys_db, seed=9, at=T1 - timedelta(seconds=60), span=timedelta(minutes=3))
+    delta = run_dag("totesys_etl", T1 + timedelta(minutes=3))
+    assert delta.state == "success"
+    manifest = manifest_of(s3, delta)
+    rows = {t["table"]: t["rows"] for t in manifest["tables"]}
+    assert rows["sales_order"] == changed["sales_order"] and rows["payment"] == changed["payment"]
+    assert 0 < rows["counterparty"] <= changed["counterparty"]
+    assert rows["address"] == 0
+    [address] = [t for t in manifest["tables"] if t["table"] == "address"]
+    assert address["key"] is None, "an empty delta is recorded in the manifest, with no file"
+    [sales] = [t for t in manifest["tables"] if t["table"] == "sales_order"]
+    assert sales["key"] == "sales_order/2024/03/05/2002/sales_order-20240305T200200Z.parquet"
+    assert sales["schema"]["unit_price"] == "decimal128(10, 2)"
+    assert len(read_rows(s3, sales["key"])) == changed["sales_order"]
+
+
+def test_dag_bad_config_fails_without_retry(totesys_db, s3, monkeypatch):
+    config = json.loads((ROOT / "include/config/totesys_tables.json").read_text())
+    config["tables"][0]["cursor"] = "last_changed"
+    s3.put_object(Bucket=BUCKET, Key="config/tables.json", Body=json.dumps(config).encode())
+    monkeypatch.setenv("AIRFLOW_VAR_TOTESYS_TABLES_CONFIG", f"s3://{BUCKET}/config/tables.json")
+    dag_run = run_dag("totesys_etl", T1)
+    assert dag_run.state == "failed"
+    [ti] = [t for t in dag_run.get_task_instances() if t.task_id == "tables_to_extract"]
+    assert (ti.state, ti.try_number) == ("failed", 1)
+
+
+def test_dag_with_the_database_down_fails_the_extract(s3, monkeypatch, tmp_path, no_retries):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TOTESYS_DB",
+        json.dumps(
+            {"conn_type": "postgres", "host": str(tmp_path), "port": 5999, "login": "x", "schema": "totesys"}
+        ),
+    )
+    dag_run = run_dag("totesys_etl", T1)
+    assert dag_run.state == "failed"
+    assert task_states(dag_run)["tables_to_extract"] == ["failed"]
