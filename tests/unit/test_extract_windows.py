@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta, timezone
 
 import pendulum
@@ -42,7 +43,7 @@ def consecutive_intervals(cron: str, count: int) -> list[DataInterval]:
 @pytest.mark.parametrize("cron", ["*/3 * * * *", "0 * * * *", "17 2 * * *"])
 def test_windows_of_consecutive_runs_tile_time(cron):
     windows = [extract.extract_window(i.start, i.end, LAG) for i in consecutive_intervals(cron, 200)]
-    for (_, end), (next_start, _) in zip(windows, windows[1:], strict=False):
+    for (_, end), (next_start, _) in itertools.pairwise(windows):
         assert end == next_start, "no gap and no overlap between consecutive windows"
     assert all(start < end for start, end in windows)
 
