@@ -6,6 +6,10 @@
    the same small objects on the same moto server (best of `rounds` each, interleaved).
 2. S3 events parsed per second by `conveyor.events.parse_messages` vs the bare minimum of work
    (two `json.loads` per SNS-wrapped message).
+3. The ToteSys extract of 1,000,000 rows to Parquet in a (moto) bucket vs `COPY (SELECT ...) TO
+   STDOUT` into a local file (the limit) and vs `pandas.read_sql` + `to_csv` (the old system);
+   the extract's peak RSS at 2,000,000 rows (in a child process, beside an idle child's); and a
+   1,000-row delta from the 2,000,000-row table as a fraction of the full extract's time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 from botocore.config import Config
@@ -47,17 +53,11 @@ def _timed(fn) -> float:
 
 def bench_copies(objects: int, rounds: int, width: int) -> dict:
     # moto in its own process: sharing this process's GIL would let client overhead slow the server.
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, endpoint = _start_moto()
     try:
-        _wait_for(port)
         s3 = boto3.client(
             "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
+            endpoint_url=endpoint,
             region_name=REGION,
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
@@ -132,13 +132,201 @@ def bench_parsing(count: int) -> dict:
     return {"baseline_s": base, "engine_s": ours, "per_second": count / ours}
 
 
+ORDERS_DDL = """
+CREATE TABLE bench_order (
+    bench_order_id  bigint PRIMARY KEY,
+    design_id       integer NOT NULL,
+    counterparty    text NOT NULL,
+    units_sold      integer NOT NULL,
+    unit_price      numeric(10, 2) NOT NULL,
+    delivery_date   date NOT NULL,
+    created_at      timestamp NOT NULL,
+    last_updated    timestamp NOT NULL
+);
+INSERT INTO bench_order
+SELECT i, i % 500, 'Counterparty ' || (i % 997) || ' Zoë Ltd', (i * 7) % 100000, ((i * 13) % 40000) / 100.0,
+       DATE '2024-01-01' + (i % 365), TIMESTAMP '2024-01-01' + i * INTERVAL '1 millisecond',
+       TIMESTAMP '2024-01-01' + i * INTERVAL '1 millisecond'
+FROM generate_series(1, %(rows)s) AS i;
+CREATE INDEX bench_order_last_updated ON bench_order (last_updated);
+ANALYZE bench_order;
+"""
+BENCH_START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _start_moto() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(port)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _s3(endpoint: str):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+
+
+def _extract(dsn: str, endpoint: str, window, full: bool = False) -> dict:
+    import psycopg
+
+    from conveyor import extract
+
+    spec = extract.TableSpec("bench_order", "bench_order_id", "last_updated")
+    with psycopg.connect(dsn) as conn:
+        return extract.extract_table(
+            conn,
+            _s3(endpoint),
+            "bench",
+            spec,
+            extract.catalog_columns(conn, spec),
+            window,
+            full_snapshot=full,
+        )
+
+
+def _child_peak_rss(args: list[str]) -> int:
+    """Peak RSS (bytes) of `python -m conveyor.bench <args>` run in a child process."""
+    out = subprocess.run(
+        [sys.executable, "-m", "conveyor.bench", *args], check=True, capture_output=True, text=True
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def bench_extract(rows: int, big: int, delta: int) -> dict:
+    import logging
+    import tempfile
+
+    import pandas as pd
+    import pgserver
+    import psycopg
+    import sqlalchemy
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
+        moto, endpoint = _start_moto()
+        try:
+            dsn = server.get_uri("postgres")
+            _s3(endpoint).create_bucket(
+                Bucket="bench", CreateBucketConfiguration={"LocationConstraint": REGION}
+            )
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(ORDERS_DDL.replace("%(rows)s", str(big)))
+            # 1,000,000 rows: the window over the first `rows` cursor values.
+            window = (BENCH_START, BENCH_START + timedelta(milliseconds=rows + 1))
+            ours = min(_timed(lambda: _extract(dsn, endpoint, window)) for _ in range(2))
+            check = _extract(dsn, endpoint, window)
+            assert check["rows"] == rows, check
+
+            query = (
+                "SELECT * FROM bench_order WHERE last_updated >= '2024-01-01' "
+                f"AND last_updated < '{window[1].replace(tzinfo=None).isoformat(sep=' ')}' ORDER BY last_updated, bench_order_id"
+            )
+
+            def copy_limit():
+                with (
+                    psycopg.connect(dsn) as conn,
+                    open(Path(tmp) / "copy.csv", "wb") as out,
+                    conn.cursor().copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy,
+                ):
+                    for chunk in copy:
+                        out.write(chunk)
+
+            def old_way():
+                engine = sqlalchemy.create_engine(
+                    "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn)
+                )
+                with engine.connect() as conn:
+                    pd.read_sql(sqlalchemy.text(query), conn).to_csv(Path(tmp) / "pandas.csv", index=False)
+                engine.dispose()
+
+            limit = min(_timed(copy_limit) for _ in range(2))
+            pandas_s = _timed(old_way)
+
+            # Peak RSS of a whole 2,000,000-row extract, beside an idle child with the same imports.
+            probe = ["--rss-probe", dsn, endpoint]
+            rss_extract = _child_peak_rss(probe)
+            rss_quarter = _child_peak_rss([*probe, "--probe-rows", str(big // 4)])
+            rss_idle = _child_peak_rss([*probe, "--idle"])
+
+            # A 1,000-row delta in the 2,000,000-row table vs the full extract.
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE bench_order SET last_updated = TIMESTAMP '2024-06-01' + bench_order_id * INTERVAL '1 microsecond' "
+                    f"WHERE bench_order_id % {big // delta} = 0"
+                )
+            delta_window = (datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 1, 0, 1, tzinfo=UTC))
+            delta_s = min(_timed(lambda: _extract(dsn, endpoint, delta_window)) for _ in range(3))
+            assert _extract(dsn, endpoint, delta_window)["rows"] == delta
+            full_s = _timed(lambda: _extract(dsn, endpoint, delta_window, full=True))
+        finally:
+            moto.terminate()
+            moto.wait()
+            server.cleanup()
+    return {
+        "ours": ours,
+        "limit": limit,
+        "pandas": pandas_s,
+        "rss_extract": rss_extract,
+        "rss_idle": rss_idle,
+        "rss_quarter": rss_quarter,
+        "delta": delta_s,
+        "full": full_s,
+    }
+
+
+def rss_probe(dsn: str, endpoint: str, idle: bool, rows: int | None) -> int:
+    from conveyor import extract  # noqa: F401  (same imports as the extract, for the idle figure)
+
+    if not idle:
+        if rows:  # the first `rows` cursor values (one per millisecond)
+            result = _extract(dsn, endpoint, (BENCH_START, BENCH_START + timedelta(milliseconds=rows + 1)))
+            assert result["rows"] == rows, result
+        else:
+            result = _extract(dsn, endpoint, (BENCH_START, BENCH_START + timedelta(days=1)), full=True)
+        assert result["rows"] > 0
+    # VmHWM: this address space's peak. (ru_maxrss would carry over the forking parent's peak.)
+    status = Path("/proc/self/status").read_text()
+    peak_kib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+    print(peak_kib * 1024)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor.bench", description=__doc__)
     parser.add_argument("--objects", type=int, default=2_000)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--width", type=int, default=DEFAULT_MAX_CONCURRENCY)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the extract comparison")
+    parser.add_argument("--big", type=int, default=2_000_000, help="table size for the RSS and delta figures")
+    parser.add_argument("--only", choices=["copies", "parsing", "extract"], action="append")
+    parser.add_argument("--rss-probe", nargs=2, metavar=("DSN", "ENDPOINT"), help=argparse.SUPPRESS)
+    parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--probe-rows", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rss_probe:
+        return rss_probe(*args.rss_probe, idle=args.idle, rows=args.probe_rows)
+    only = set(args.only or ["copies", "parsing", "extract"])
+    if "copies" in only:
+        bench_copies_report(args)
+    if "parsing" in only:
+        bench_parsing_report(args)
+    if "extract" in only:
+        bench_extract_report(args)
+    return 0
+
+
+def bench_copies_report(args) -> None:
 
     print(
         f"1. copy {args.objects:,} small objects on one moto server, {args.width} wide (best of {args.rounds})"
@@ -152,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"   ratio (baseline time / engine time):  {copies['baseline_s'] / copies['engine_s']:.2f}x")
 
+
+def bench_parsing_report(args) -> None:
     print(f"2. parse {args.events:,} SNS-wrapped S3 events (best of 3)")
     parsing = bench_parsing(args.events)
     print(
@@ -161,7 +351,32 @@ def main(argv: list[str] | None = None) -> int:
         f"   conveyor events.parse_messages        {parsing['engine_s']:7.3f}s  {parsing['per_second']:10,.0f} events/s"
     )
     print(f"   ratio (engine speed / baseline):      {parsing['baseline_s'] / parsing['engine_s']:.2f}x")
-    return 0
+
+
+def bench_extract_report(args) -> None:
+    print(f"3. ToteSys-style extract: {args.rows:,} rows of a {args.big:,}-row Postgres table")
+    r = bench_extract(args.rows, args.big, delta=1_000)
+    mib = 1024 * 1024
+    print(
+        f"   limit: COPY TO STDOUT -> local file    {r['limit']:7.2f}s  {args.rows / r['limit']:10,.0f} rows/s"
+    )
+    print(
+        f"   conveyor extract -> Parquet in S3     {r['ours']:7.2f}s  {args.rows / r['ours']:10,.0f} rows/s"
+    )
+    print(
+        f"   old: pandas.read_sql + to_csv         {r['pandas']:7.2f}s  {args.rows / r['pandas']:10,.0f} rows/s"
+    )
+    print(f"   ratio extract / limit (time):         {r['ours'] / r['limit']:.2f}x")
+    print(f"   ratio pandas / extract (speed-up):    {r['pandas'] / r['ours']:.2f}x")
+    print(
+        f"   peak RSS, {args.big:,}-row extract:     {r['rss_extract'] / mib:7.0f} MiB "
+        f"(idle child with the same imports: {r['rss_idle'] / mib:.0f} MiB; "
+        f"+{(r['rss_extract'] - r['rss_idle']) / mib:.0f} MiB)"
+    )
+    print(
+        f"   1,000-row delta vs full {args.big:,}:  {r['delta']:.3f}s vs {r['full']:.2f}s = "
+        f"{r['delta'] / r['full']:.4f} of the full extract's time"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -132,6 +133,46 @@ def retail(info: dict, logical_date: str) -> None:
         )
 
 
+def totesys_etl(info: dict) -> None:
+    import psycopg
+
+    from conveyor import extract, totesys
+
+    state = stack.load_state()
+    first, second = "2024-03-05T20:00:00+00:00", "2024-03-05T20:03:00+00:00"
+    at = datetime.fromisoformat(first).replace(tzinfo=None)
+    with psycopg.connect(stack.postgres_dsn(state, "postgres"), autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS totesys WITH (FORCE)")  # the demo owns this database
+        admin.execute("CREATE DATABASE totesys")
+    with psycopg.connect(stack.postgres_dsn(state, "totesys")) as conn:
+        totesys.create_schema(conn)
+        counts = totesys.populate(conn, scale=1, seed=1, at=at)
+    print(f"• created ToteSys in Postgres: {sum(counts.values()):,} rows in {len(counts)} tables")
+    s3, _ = _clients(info)
+
+    def rows_of(logical_date: str, seconds: float, label: str) -> dict[str, int]:
+        # `airflow dags test` at D runs the interval ending at D; the window ends `lag` earlier.
+        window_end = datetime.fromisoformat(logical_date) - timedelta(seconds=60)
+        bucket = info["buckets"]["ingestion"]
+        manifest = json.loads(
+            s3.get_object(Bucket=bucket, Key=extract.manifest_key(window_end))["Body"].read()
+        )
+        print(f"• {label} in {seconds:.1f}s, window {manifest['window'][0]} → {manifest['window'][1]}")
+        return {t["table"]: t["rows"] for t in manifest["tables"]}
+
+    initial = rows_of(
+        first, run_dag("totesys_etl", first, conf='{"full_snapshot": true}'), "initial load (full snapshot)"
+    )
+    with psycopg.connect(stack.postgres_dsn(state, "totesys")) as conn:
+        changed = totesys.simulate(conn, seed=2, at=at - timedelta(seconds=60), span=timedelta(minutes=3))
+    print(f"• simulate: {sum(changed.values())} new or updated rows")
+    delta = rows_of(second, run_dag("totesys_etl", second), "delta run")
+    print(f"  {'table':<16} {'initial':>8} {'delta':>6}")
+    for table in sorted(initial):
+        print(f"  {table:<16} {initial[table]:>8} {delta.get(table, 0):>6}")
+    print(f"  files and manifests in s3://{info['buckets']['ingestion']}/")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor.demo", description=__doc__)
     parser.add_argument("--date", default=DEFAULT_DATE, help="logical date of the runs (default %(default)s)")
@@ -145,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     s3_event_copy(info)
     print("\n3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive")
     retail(info, args.date)
+    print(
+        "\n4. totesys_etl (extract stage): ToteSys Postgres -> changed rows -> Parquet in the ingestion bucket"
+    )
+    totesys_etl(info)
     print(
         f"\nDemo finished in {time.monotonic() - started:.0f}s. Explore: `make airflow` (UI), "
         "`source .local/env.sh`, `python -m conveyor.local describe`."
