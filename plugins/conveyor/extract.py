@@ -224,25 +224,42 @@ def arrow_schema(columns: list[Column]) -> pa.Schema:
 
 
 class _CopyReader(io.RawIOBase):
-    """A readable file over psycopg's COPY TO STDOUT chunks."""
+    """A readable file over psycopg's COPY TO STDOUT chunks (about one row each).
+
+    Each read fills the caller's buffer with as many chunks as fit: handing pyarrow one row per
+    call would cost a Python round trip per row.
+    """
 
     def __init__(self, copy):
         self._chunks = iter(copy)
-        self._pending = memoryview(b"")
+        self._pending = b""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._pending:
-            try:
-                self._pending = memoryview(bytes(next(self._chunks)))
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+        size = len(buffer)
+        filled = 0
+        view = memoryview(buffer).cast("B")
+        if self._pending:
+            n = min(size, len(self._pending))
+            view[:n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            filled = n
+        for chunk in self._chunks:
+            n = len(chunk)
+            if filled + n <= size:
+                view[filled : filled + n] = chunk
+                filled += n
+                if filled == size:
+                    break
+            else:
+                room = size - filled
+                view[filled:] = chunk[:room]
+                self._pending = bytes(chunk[room:])
+                filled = size
+                break
+        return filled
 
 
 class S3MultipartWriter(io.RawIOBase):
