@@ -108,11 +108,13 @@ def s3_event_copy(info: dict) -> None:
     waiting = sqs.get_queue_attributes(
         QueueUrl=info["queues"]["raw-events"], AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]["ApproximateNumberOfMessages"]
-    print(f"  s3://{curated}/ now holds {len(landed)} objects, e.g.:")
-    for key in [k for k in landed if k.startswith("events/")] + [
-        k for k in landed if not k.startswith("events/")
-    ][:2]:
-        print(f"    {key}")
+    from_step_1 = [k for k in landed if k.startswith("landing/")]
+    print(
+        f"  s3://{curated}/ holds {len(landed)} objects: {len(from_step_1)} copied from step 1's landing/ files, and"
+    )
+    for key, body in drops.items():
+        same = s3.get_object(Bucket=curated, Key=key)["Body"].read() == body
+        print(f"    {key}  ({'byte-identical' if same else 'DIFFERENT from raw'})")
     print(f"  messages left on the raw-events queue: {waiting}")
 
 
