@@ -374,6 +374,10 @@ def bench_extract_report(args) -> None:
         f"+{(r['rss_extract'] - r['rss_idle']) / mib:.0f} MiB)"
     )
     print(
+        f"   peak RSS, {args.big // 4:,}-row extract:       {r['rss_quarter'] / mib:7.0f} MiB "
+        f"(+{(r['rss_quarter'] - r['rss_idle']) / mib:.0f} MiB): bounded by batch and part sizes"
+    )
+    print(
         f"   1,000-row delta vs full {args.big:,}:  {r['delta']:.3f}s vs {r['full']:.2f}s = "
         f"{r['delta'] / r['full']:.4f} of the full extract's time"
     )
