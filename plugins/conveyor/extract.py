@@ -14,7 +14,6 @@ Parquet row groups -> an S3 multipart upload, so memory does not grow with the t
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +22,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from conveyor.ingestion import ConfigError
+from conveyor.ingestion import ConfigError, load_json
 
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB  # S3 multipart part (minimum 5 MiB)
@@ -86,12 +85,7 @@ def connect(conn_id: str, statement_timeout: timedelta = timedelta(minutes=15)):
 
 def parse_tables_config(text: str, origin: str = "config") -> tuple[str, list[TableSpec]]:
     """(source name, table specs) from the JSON config; problems name the table and field."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{origin}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
+    document = load_json(text, origin)
     if (
         not isinstance(document, dict)
         or not isinstance(document.get("tables"), list)

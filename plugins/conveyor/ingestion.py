@@ -91,14 +91,19 @@ def _clean_prefix(value: str) -> str:
     return value.strip("/")
 
 
-def parse_config(text: str, origin: str = "config") -> list[Dataset]:
-    """Validate the config's JSON text; every problem names the dataset and the field."""
+def load_json(text: str, origin: str = "config"):
+    """Decode a JSON config; a syntax error is a ConfigError saying where."""
     try:
-        document = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{origin}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+
+
+def parse_config(text: str, origin: str = "config") -> list[Dataset]:
+    """Validate the config's JSON text; every problem names the dataset and the field."""
+    document = load_json(text, origin)
     if not isinstance(document, dict) or not isinstance(document.get("datasets"), list):
         raise ConfigError(f'{origin}: expected an object with a "datasets" list')
     if not document["datasets"]:
