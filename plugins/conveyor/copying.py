@@ -1,8 +1,8 @@
 """The project's one S3 copy engine: server-side, parallel, bounded, a result per object.
 
-Below the multipart threshold an object is one CopyObject call; above it (or when its size is
-unknown) boto3's managed transfer (s3transfer) copies it in parallel UploadPartCopy parts, so
-objects over CopyObject's 5 GB limit copy too. Content type, user metadata and the other stored
+Below the multipart threshold an object is one CopyObject call; above it boto3's managed
+transfer (s3transfer) copies it in parallel UploadPartCopy parts, so objects over CopyObject's
+5 GB limit copy too. Content type, user metadata and the other stored
 headers are preserved on both paths (CopyObject copies them; s3transfer carries them over to a
 multipart copy).
 """
@@ -80,25 +80,24 @@ def copy_objects(
     message, keep an inbound file, ...).
     """
     requests = list(requests)
-    # Objects known to be below the threshold need one CopyObject, which keeps the metadata
-    # itself: call it directly, as s3transfer would, without its per-transfer bookkeeping.
-    # Larger objects, and any whose size is unknown, go through s3transfer's managed copy.
-    small = [i for i, r in enumerate(requests) if 0 <= r.source.size < multipart_threshold]
-    large = [i for i, r in enumerate(requests) if not 0 <= r.source.size < multipart_threshold]
+    # Below the threshold one CopyObject does it and keeps the metadata itself: call it directly,
+    # as s3transfer would, without its per-transfer bookkeeping. Larger objects go through
+    # s3transfer's managed copy, which HEADs the source and carries its content type and metadata
+    # over to the multipart upload.
+    small = [i for i, r in enumerate(requests) if r.source.size < multipart_threshold]
+    large = [i for i, r in enumerate(requests) if r.source.size >= multipart_threshold]
     results: list[CopyResult | None] = [None] * len(requests)
 
     def copy_small(index: int) -> None:
         request = requests[index]
-        try:
-            client.copy_object(
+        results[index] = _attempt(
+            request,
+            lambda: client.copy_object(
                 CopySource={"Bucket": request.source.bucket, "Key": request.source.key},
                 Bucket=request.target_bucket,
                 Key=request.target_key,
-            )
-        except Exception as exc:  # a result per object: the caller decides what failure means
-            results[index] = CopyResult(request, f"{type(exc).__name__}: {exc}")
-        else:
-            results[index] = CopyResult(request)
+            ),
+        )
 
     if small:
         with ThreadPoolExecutor(max_workers=min(max_concurrency, len(small))) as pool:
@@ -110,27 +109,28 @@ def copy_objects(
             multipart_chunksize=multipart_chunksize,
         )
         with create_transfer_manager(client, config) as manager:
-            # No size handed over: s3transfer HEADs the source and carries its content type and
-            # metadata over to the multipart upload.
-            futures = [
-                (
-                    index,
-                    manager.copy(
-                        copy_source={
-                            "Bucket": requests[index].source.bucket,
-                            "Key": requests[index].source.key,
-                        },
-                        bucket=requests[index].target_bucket,
-                        key=requests[index].target_key,
-                    ),
+            futures = {
+                index: manager.copy(
+                    copy_source={"Bucket": requests[index].source.bucket, "Key": requests[index].source.key},
+                    bucket=requests[index].target_bucket,
+                    key=requests[index].target_key,
                 )
                 for index in large
-            ]
-            for index, future in futures:
-                try:
-                    future.result()
-                except Exception as exc:
-                    results[index] = CopyResult(requests[index], f"{type(exc).__name__}: {exc}")
-                else:
-                    results[index] = CopyResult(requests[index])
+            }
+            for index, future in futures.items():
+                results[index] = _attempt(requests[index], future.result)
     return results
+
+
+def _attempt(request: CopyRequest, copy) -> CopyResult:
+    """Run one copy; a failure becomes the object's result (the caller decides what it means)."""
+    try:
+        copy()
+    except Exception as exc:
+        return CopyResult(request, f"{type(exc).__name__}: {exc}")
+    return CopyResult(request)
+
+
+def s3_error_code(exc: Exception) -> str:
+    """The S3 error code of a botocore ClientError ("NoSuchKey", "404", ...), else the type name."""
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)

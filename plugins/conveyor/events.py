@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from urllib.parse import unquote_plus
 
-from conveyor.copying import CopyRequest, S3Object, copy_objects
+from conveyor.copying import CopyRequest, S3Object, copy_objects, s3_error_code
 
 QUARANTINE_PREFIX = "_quarantine"
 
@@ -186,7 +186,7 @@ def copy_keys(s3, source_bucket: str, keys: list[str], target_bucket: str, **cop
         try:
             head = s3.head_object(Bucket=source_bucket, Key=key)
         except s3.exceptions.ClientError as exc:
-            missing.append(f"{key}: {exc.response.get('Error', {}).get('Code', exc)}")
+            missing.append(f"{key}: {s3_error_code(exc)}")
             continue
         sources.append(S3Object(source_bucket, key, head["ContentLength"], head.get("ETag")))
     results = copy_objects(s3, [CopyRequest(o, target_bucket, o.key) for o in sources], **copy_options)

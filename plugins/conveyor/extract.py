@@ -388,7 +388,7 @@ def extract_table(
                         if fmt == "parquet"
                         else pa_csv.CSVWriter(sink, schema)
                     )
-                writer.write_batch(batch) if fmt == "parquet" else writer.write(batch)
+                writer.write(batch)
                 rows += batch.num_rows
         if writer is not None:
             writer.close()

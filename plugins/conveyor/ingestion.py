@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from conveyor.copying import CopyRequest, copy_objects, list_objects
+from conveyor.copying import CopyRequest, copy_objects, list_objects, s3_error_code
 
 FIELDS = ("name", "source_bucket", "source_prefix", "target_bucket", "target_prefix")
 # Dataset names become a key segment: keep them to one safe path segment.
@@ -31,10 +31,6 @@ _BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 # S3 error codes that retrying will not fix: they make a config location or bucket unusable.
 _PERMANENT_S3_ERRORS = {"404", "403", "NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidBucketName"}
-
-
-def _error_code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
 
 
 class ConfigError(ValueError):
@@ -72,7 +68,7 @@ def read_config_text(location: str, s3_client=None) -> str:
         try:
             body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as exc:
-            code = _error_code(exc)
+            code = s3_error_code(exc)
             if code not in _PERMANENT_S3_ERRORS:
                 raise  # throttling, network: let the task retry
             raise ConfigError(f"config {location}: cannot be read: {code}") from exc
@@ -180,7 +176,7 @@ def check_buckets(client, datasets: list[Dataset]) -> None:
                     client.head_bucket(Bucket=bucket)
                     checked[bucket] = None
                 except Exception as exc:
-                    code = _error_code(exc)
+                    code = s3_error_code(exc)
                     if code not in _PERMANENT_S3_ERRORS:
                         raise
                     checked[bucket] = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from conveyor.copying import CopyRequest, S3Object, copy_objects, list_objects
+from conveyor.copying import CopyRequest, S3Object, copy_objects, list_objects, s3_error_code
 
 INBOUND_PREFIXES = ("user/", "transactions/")
 
@@ -28,7 +28,7 @@ def _copy_verified(s3, source: S3Object, bucket: str, key: str) -> str | None:
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exc:
-        return f"s3://{bucket}/{key} missing ({exc.response.get('Error', {}).get('Code')})"
+        return f"s3://{bucket}/{key} missing ({s3_error_code(exc)})"
     if head["ContentLength"] != source.size:
         return f"s3://{bucket}/{key} has {head['ContentLength']} bytes, source {source.size}"
     return None
