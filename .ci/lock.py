@@ -27,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / ".ci" / "constraints.txt"
+# checkov pins its own boto3/networkx, which clash with Airflow's: it gets a virtualenv of its own
+# (`.venv-tools`), locked here from pyproject's `tools` group.
+TOOLS_LOCK = ROOT / ".ci" / "tools-constraints.txt"
 PYTHON_VERSION = "3.11"
 PLATFORM = "x86_64-unknown-linux-gnu"
 
@@ -37,13 +40,31 @@ NOT_ON_PY311 = {
 }
 
 
-def inputs() -> tuple[list[str], str]:
-    """The requirement lines the lock is resolved from, and their digest."""
+def inputs() -> tuple[list[str], list[str], str]:
+    """The requirement lines of both locks (project + dev, tools), and their digest."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    reqs = list(pyproject["project"]["dependencies"]) + list(pyproject["dependency-groups"]["dev"])
+    groups = pyproject["dependency-groups"]
+    reqs = list(pyproject["project"]["dependencies"]) + list(groups["dev"])
+    tools = list(groups["tools"])
     mwaa_file = (ROOT / "requirements.txt").read_text()
-    digest = hashlib.sha256("\n".join([*reqs, mwaa_file]).encode()).hexdigest()
-    return reqs, digest
+    digest = hashlib.sha256("\n".join([*reqs, mwaa_file, *tools]).encode()).hexdigest()
+    return reqs, tools, digest
+
+
+def compile_pins(reqs: list[str], constraints: list[str] | None = None) -> str:
+    """`uv pip compile` the requirement lines (under optional constraint lines); the pinned lines."""
+    with tempfile.TemporaryDirectory() as tmp:
+        req_file = Path(tmp, "requirements.in")
+        req_file.write_text("\n".join(reqs) + "\n")
+        args = ["uv", "pip", "compile", "--quiet", "--no-header", "--no-annotate"]
+        args += ["--python-version", PYTHON_VERSION, "--python-platform", PLATFORM]
+        if constraints is not None:
+            con_file = Path(tmp, "mwaa-constraints.txt")
+            con_file.write_text("\n".join(constraints) + "\n")
+            args += ["--constraint", str(con_file)]
+        out = Path(tmp, "lock.txt")
+        subprocess.run([*args, "-o", str(out), str(req_file)], check=True)
+        return out.read_text()
 
 
 def constraints_source() -> str:
@@ -64,40 +85,14 @@ def read_constraints(source: str) -> str:
 
 
 def write_lock() -> None:
-    reqs, digest = inputs()
+    reqs, tools, digest = inputs()
     source = constraints_source()
     kept = [
         line
         for line in read_constraints(source).splitlines()
         if line.split("==")[0].strip().lower() not in NOT_ON_PY311
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        req_file = Path(tmp, "requirements.in")
-        req_file.write_text("\n".join(reqs) + "\n")
-        con_file = Path(tmp, "mwaa-constraints.txt")
-        con_file.write_text("\n".join(kept) + "\n")
-        out = Path(tmp, "lock.txt")
-        subprocess.run(
-            [
-                "uv",
-                "pip",
-                "compile",
-                "--quiet",
-                "--no-header",
-                "--no-annotate",
-                "--python-version",
-                PYTHON_VERSION,
-                "--python-platform",
-                PLATFORM,
-                "--constraint",
-                str(con_file),
-                "-o",
-                str(out),
-                str(req_file),
-            ],
-            check=True,
-        )
-        pins = out.read_text()
+    pins = compile_pins(reqs, kept)
     header = [
         "# Local lock for Conveyor. Written by `make lock` (.ci/lock.py); do not edit by hand.",
         f"# inputs-sha256: {digest}",
@@ -106,20 +101,27 @@ def write_lock() -> None:
     ]
     LOCK.write_text("\n".join(header) + "\n" + pins)
     print(f"wrote {LOCK.relative_to(ROOT)} ({pins.count('==')} pins)")
+    tool_pins = compile_pins(tools)
+    TOOLS_LOCK.write_text(
+        "# Lock for .venv-tools (checkov). Written by `make lock` (.ci/lock.py); do not edit by hand.\n"
+        f"# inputs-sha256: {digest}\n" + tool_pins
+    )
+    print(f"wrote {TOOLS_LOCK.relative_to(ROOT)} ({tool_pins.count('==')} pins)")
 
 
 def check_lock() -> int:
-    _, digest = inputs()
-    if not LOCK.exists():
-        print(f"{LOCK.relative_to(ROOT)} is missing: run `make lock`", file=sys.stderr)
-        return 1
-    if f"# inputs-sha256: {digest}" not in LOCK.read_text():
-        print(
-            f"{LOCK.relative_to(ROOT)} is out of date with pyproject.toml/requirements.txt: run `make lock`",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"{LOCK.relative_to(ROOT)} is in sync")
+    *_, digest = inputs()
+    for lock in (LOCK, TOOLS_LOCK):
+        if not lock.exists():
+            print(f"{lock.relative_to(ROOT)} is missing: run `make lock`", file=sys.stderr)
+            return 1
+        if f"# inputs-sha256: {digest}" not in lock.read_text():
+            print(
+                f"{lock.relative_to(ROOT)} is out of date with pyproject.toml/requirements.txt: run `make lock`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{lock.relative_to(ROOT)} is in sync")
     return 0
 
 
