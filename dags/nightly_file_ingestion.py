@@ -34,10 +34,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from conveyor import ingestion, notify, paths
 from conveyor.defaults import DEFAULT_ARGS, START_DATE, Tag
-from conveyor.resources import AWS_CONN_ID
+from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE
 
 DAG_ID = "nightly_file_ingestion"
-CONFIG_VARIABLE = "nightly_file_ingestion_config"
 DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
 
 
@@ -73,7 +72,7 @@ def nightly_file_ingestion():
         with notify.record_failure(ti, "config"):
             location = (
                 params.get("config_uri")
-                or Variable.get(CONFIG_VARIABLE, default=None)
+                or Variable.get(NIGHTLY_CONFIG_VARIABLE, default=None)
                 or str(paths.include_dir() / DEFAULT_CONFIG)
             )
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()

@@ -31,7 +31,7 @@ from conveyor import events
 from conveyor.assets import CURATED
 from conveyor.defaults import DEFAULT_ARGS, START_DATE, Tag
 from conveyor.ingestion import transfer_date
-from conveyor.resources import AWS_CONN_ID, names_from_variable
+from conveyor.resources import AWS_CONN_ID, COPY_EVENTS_TIMEOUT_S, names_from_variable
 
 DAG_ID = "s3_event_copy"
 # Per run; must finish well inside the queue's visibility timeout (15 min, see resources.py).
@@ -84,7 +84,8 @@ def s3_event_copy():
         soft_fail=True,  # a quiet hour skips the run; @continuous starts the next one
     )
 
-    @task(outlets=[CURATED])
+    # Bounded below the queue's visibility timeout, so a message never reappears mid-copy.
+    @task(outlets=[CURATED], execution_timeout=timedelta(seconds=COPY_EVENTS_TIMEOUT_S))
     def copy_events(queue_url: str, ti=None, dag_run=None, outlet_events=None) -> dict:
         """Copy what the messages name to curated; delete the messages that are done."""
         names = names_from_variable()

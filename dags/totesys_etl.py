@@ -32,10 +32,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from conveyor import extract, ingestion, paths
 from conveyor.assets import INGESTION
 from conveyor.defaults import DEFAULT_ARGS, START_DATE, Tag
-from conveyor.resources import AWS_CONN_ID, TOTESYS_CONN_ID, names_from_variable
+from conveyor.resources import AWS_CONN_ID, TOTESYS_CONFIG_VARIABLE, TOTESYS_CONN_ID, names_from_variable
 
 DAG_ID = "totesys_etl"
-CONFIG_VARIABLE = "totesys_tables_config"
 DEFAULT_CONFIG = "config/totesys_tables.json"
 # Airflow configuration is loaded at start-up: reading it here does no I/O.
 CRON = conf.get("conveyor", "totesys_cron", fallback="*/3 * * * *")
@@ -46,7 +45,9 @@ STATEMENT_TIMEOUT = timedelta(
 
 
 def _tables_config(s3) -> tuple[str, list[extract.TableSpec]]:
-    location = Variable.get(CONFIG_VARIABLE, default=None) or str(paths.include_dir() / DEFAULT_CONFIG)
+    location = Variable.get(TOTESYS_CONFIG_VARIABLE, default=None) or str(
+        paths.include_dir() / DEFAULT_CONFIG
+    )
     return extract.parse_tables_config(ingestion.read_config_text(location, s3), origin=location)
 
 

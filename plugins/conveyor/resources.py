@@ -2,8 +2,9 @@
 
 One place, so the DAGs, the local stack and Terraform agree. Every AWS name is
 `<prefix>-<kind>`; the prefix is `conveyor-<environment>` (`conveyor-local` on the local stack,
-`var.name_prefix` in Terraform) and is read at run time from the Airflow Variable
-`conveyor_resource_prefix`.
+`local.name_prefix` in Terraform) and is read at run time from the Airflow Variable
+`conveyor_resource_prefix`. `tests/unit/test_terraform.py` checks that Terraform creates exactly
+these names.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 DEFAULT_PREFIX = "conveyor-local"
 PREFIX_VARIABLE = "conveyor_resource_prefix"
 NOTIFICATIONS_TOPIC_VARIABLE = "conveyor_notifications_topic_arn"
+NIGHTLY_CONFIG_VARIABLE = "nightly_file_ingestion_config"
+TOTESYS_CONFIG_VARIABLE = "totesys_tables_config"
 DEFAULT_REGION = "eu-west-2"
 
 # Bucket kinds: what each holds.
@@ -25,24 +28,46 @@ BUCKETS = {
     "archive": "date-partitioned archive of retail inbound files",
     "ingestion": "ToteSys changed rows",
     "processed": "ToteSys star schema in Parquet",
+    "code": "MWAA source bucket: dags/, plugins.zip, requirements.txt (the seeds' Lambda code bucket)",
 }
 # SNS topics.
 TOPICS = {
     "notifications": "run summaries (success and failure) for people",
     "raw-events": "raw bucket ObjectCreated events",
     "curated-events": "curated bucket ObjectCreated events (Snowpipe auto-ingest)",
+    "stage-events": "stage bucket ObjectCreated events under user/ and transactions/ (retail Snowpipes)",
+}
+# Bucket notifications: bucket kind -> (topic kind, key prefixes; "" = every key).
+BUCKET_NOTIFICATIONS = {
+    "raw": ("raw-events", ("",)),
+    "curated": ("curated-events", ("",)),
+    "stage": ("stage-events", ("user/", "transactions/")),
 }
 # SQS queues, each with a dead-letter queue `<name>-dlq`; value: the topic it subscribes to.
 QUEUES = {
     "raw-events": "raw-events",
 }
 MAX_RECEIVE_COUNT = 5
+# s3_event_copy receives a message in `wait_for_events` and deletes it at the end of `copy_events`,
+# which may run for COPY_EVENTS_TIMEOUT_S; the rest of the visibility timeout covers the gap
+# between the two tasks. A message must not become visible again while its copy is running.
+COPY_EVENTS_TIMEOUT_S = 600
 QUEUE_VISIBILITY_TIMEOUT_S = 900
 
 AWS_CONN_ID = "aws_default"
 TOTESYS_CONN_ID = "totesys_db"
 WAREHOUSE_CONN_ID = "warehouse_db"
 SNOWFLAKE_CONN_ID = "snowflake_default"
+CONNECTION_IDS = (AWS_CONN_ID, TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, SNOWFLAKE_CONN_ID)
+# Connections whose values are secret: Terraform creates their secrets empty, people fill them.
+SECRET_CONNECTION_IDS = (TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, SNOWFLAKE_CONN_ID)
+# Airflow Variables the DAGs read (all optional: each has a default).
+VARIABLES = (
+    PREFIX_VARIABLE,
+    NOTIFICATIONS_TOPIC_VARIABLE,
+    NIGHTLY_CONFIG_VARIABLE,
+    TOTESYS_CONFIG_VARIABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,26 @@ class Names:
 
     def topic_arn(self, kind: str, region: str, account: str) -> str:
         return f"arn:aws:sns:{region}:{account}:{self.topic(kind)}"
+
+    # On MWAA, connections and Variables come from Secrets Manager (Airflow's
+    # SecretsManagerBackend), one secret per connection or Variable under these prefixes.
+    @property
+    def connections_secret_prefix(self) -> str:
+        return f"{self.prefix}/connections"
+
+    @property
+    def variables_secret_prefix(self) -> str:
+        return f"{self.prefix}/variables"
+
+    def connection_secret(self, conn_id: str) -> str:
+        if conn_id not in CONNECTION_IDS:
+            raise KeyError(f"unknown connection {conn_id!r}; known: {', '.join(CONNECTION_IDS)}")
+        return f"{self.connections_secret_prefix}/{conn_id}"
+
+    def variable_secret(self, key: str) -> str:
+        if key not in VARIABLES:
+            raise KeyError(f"unknown Variable {key!r}; known: {', '.join(VARIABLES)}")
+        return f"{self.variables_secret_prefix}/{key}"
 
 
 def names_from_variable() -> Names:

@@ -87,9 +87,10 @@ def provision(session, names: Names | None = None) -> dict:
     _subscribe(sns, sqs, topics["notifications"], inbox_url, inbox_arn)
     queues[NOTIFICATIONS_INBOX] = inbox_url
 
-    # Bucket notifications: raw -> raw-events topic (s3_event_copy), curated -> curated-events
-    # (Snowpipe auto-ingest). Topic policies let only these buckets publish.
-    for bucket_kind, topic_kind in (("raw", "raw-events"), ("curated", "curated-events")):
+    # Bucket notifications (resources.BUCKET_NOTIFICATIONS): raw -> raw-events (s3_event_copy),
+    # curated -> curated-events and stage -> stage-events (Snowpipe auto-ingest). Topic policies
+    # let only the one bucket publish.
+    for bucket_kind, (topic_kind, prefixes) in resources.BUCKET_NOTIFICATIONS.items():
         topic_arn = topics[topic_kind]
         sns.set_topic_attributes(
             TopicArn=topic_arn,
@@ -111,11 +112,15 @@ def provision(session, names: Names | None = None) -> dict:
                 }
             ),
         )
+        configurations = []
+        for prefix in prefixes:
+            configuration = {"TopicArn": topic_arn, "Events": ["s3:ObjectCreated:*"]}
+            if prefix:
+                configuration["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
+            configurations.append(configuration)
         s3.put_bucket_notification_configuration(
             Bucket=buckets[bucket_kind],
-            NotificationConfiguration={
-                "TopicConfigurations": [{"TopicArn": topic_arn, "Events": ["s3:ObjectCreated:*"]}]
-            },
+            NotificationConfiguration={"TopicConfigurations": configurations},
         )
 
     return {
