@@ -9,13 +9,17 @@ STAMP := $(VENV)/.installed-$(shell sha1sum .ci/constraints.txt 2>/dev/null | cu
 PYPI := https://pypi.org/simple
 UV_VERSION := 0.12.3
 ENV_SH := .local/env.sh
+# checkov pins boto3/networkx versions that clash with Airflow's, so it has a virtualenv of its own.
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed-$(shell sha1sum .ci/tools-constraints.txt 2>/dev/null | cut -c1-12)
+CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 # Everything below runs with the project's virtualenv first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv lock demo test test-fast lint fmt bench services services-stop airflow clean
+.PHONY: help venv lock demo test lint fmt bench services services-stop airflow package terraform-check clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): .ci/constraints.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] in ((3, 11), (3, 12)) else "Conveyor needs Python 3.11 or 3.12 (set PYTHON=...)")'
@@ -25,6 +29,12 @@ $(STAMP): .ci/constraints.txt pyproject.toml
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --index-url $(PYPI) -r .ci/constraints.txt
 	@# Put the project's library (plugins/) on the virtualenv's path, as MWAA does.
 	@echo "$(abspath plugins)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/conveyor.pth"
+	@touch $@
+
+$(TOOLS_STAMP): .ci/tools-constraints.txt $(STAMP)
+	@rm -rf $(TOOLS_VENV) && $(BIN)/uv venv --quiet --python $(BIN)/python $(TOOLS_VENV)
+	@echo "Installing checkov (pinned in .ci/tools-constraints.txt) into $(TOOLS_VENV) ..."
+	@$(BIN)/uv pip install --quiet --python $(TOOLS_VENV)/bin/python --index-url $(PYPI) -r .ci/tools-constraints.txt
 	@touch $@
 
 venv: $(STAMP) ## Create .venv with the pinned versions (done by every target that needs it)
@@ -44,13 +54,19 @@ airflow: services ## Start `airflow standalone` (UI) on the local stack; prints 
 demo: services ## Set up, start the stack, run the pipelines through Airflow, print what landed where
 	@$(BIN)/python -m conveyor.demo
 
-test: $(STAMP) ## Run the whole test suite (DAG integrity, unit, integration on moto/Postgres/Airflow)
+test: $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (DAGs, unit, integration, Terraform + checkov, packaging)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP) ## ruff (with the Airflow AIR rules), format check and the lock-sync check
+lint: $(STAMP) terraform-check ## ruff (with the Airflow AIR rules), format check, lock-sync check, checkov
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python .ci/lock.py --check
+
+terraform-check: $(TOOLS_STAMP) ## checkov on terraform/ (offline; no terraform binary needed); must report 0 failed
+	$(CHECKOV) -d terraform --skip-download --compact --quiet
+
+package: $(STAMP) ## Build the MWAA artefacts in dist/: dags/ (with include/), plugins.zip, requirements.txt
+	$(BIN)/python -m conveyor.local.package
 
 fmt: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -59,5 +75,5 @@ fmt: $(STAMP) ## Apply ruff's fixes and formatting
 bench: $(STAMP) ## Benchmarks, printed as ratios against baselines measured in the same run
 	$(BIN)/python -m conveyor.bench
 
-clean: services-stop ## Stop the stack and remove .local/, .venv/ and dist/
-	rm -rf .local $(VENV) dist
+clean: services-stop ## Stop the stack and remove .local/, .venv/, .venv-tools/ and dist/
+	rm -rf .local $(VENV) $(TOOLS_VENV) dist

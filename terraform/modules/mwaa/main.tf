@@ -1,0 +1,146 @@
+# The MWAA environment, the artefacts it runs (uploaded from `make package`'s dist/), and an
+# alarm on failed tasks.
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.region
+
+  plugins_zip      = "${var.artefacts_dir}/plugins.zip"
+  requirements_txt = "${var.artefacts_dir}/requirements.txt"
+  dag_files        = fileset("${var.artefacts_dir}/dags", "**")
+
+  # Connections and Variables come from Secrets Manager (modules/secrets), one secret each.
+  secrets_backend_kwargs = {
+    connections_prefix         = var.secrets_connections_prefix
+    variables_prefix           = var.secrets_variables_prefix
+    connections_lookup_pattern = var.secrets_lookup_patterns.connections
+    variables_lookup_pattern   = var.secrets_lookup_patterns.variables
+  }
+
+  base_configuration_options = {
+    "secrets.backend" = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
+    # Sensors hand their waiting to the triggerer instead of holding a worker slot.
+    "operators.default_deferrable" = "True"
+    "core.default_timezone"        = "utc"
+  }
+
+  airflow_configuration_options = merge(
+    local.base_configuration_options,
+    { "secrets.backend_kwargs" = jsonencode(local.secrets_backend_kwargs) },
+    { for key, value in var.conveyor_options : "conveyor.${key}" => value },
+  )
+}
+
+resource "aws_s3_object" "requirements" {
+  bucket      = var.source_bucket.id
+  key         = "requirements.txt"
+  source      = local.requirements_txt
+  source_hash = fileexists(local.requirements_txt) ? filemd5(local.requirements_txt) : null
+  kms_key_id  = var.kms_key_arn
+
+  lifecycle {
+    precondition {
+      condition     = fileexists(local.requirements_txt)
+      error_message = "${local.requirements_txt} is missing: run `make package` first."
+    }
+  }
+}
+
+resource "aws_s3_object" "plugins" {
+  bucket      = var.source_bucket.id
+  key         = "plugins.zip"
+  source      = local.plugins_zip
+  source_hash = fileexists(local.plugins_zip) ? filemd5(local.plugins_zip) : null
+  kms_key_id  = var.kms_key_arn
+
+  lifecycle {
+    precondition {
+      condition     = fileexists(local.plugins_zip)
+      error_message = "${local.plugins_zip} is missing: run `make package` first."
+    }
+  }
+}
+
+resource "aws_s3_object" "dags" {
+  for_each = local.dag_files
+
+  bucket      = var.source_bucket.id
+  key         = "dags/${each.key}"
+  source      = "${var.artefacts_dir}/dags/${each.key}"
+  source_hash = filemd5("${var.artefacts_dir}/dags/${each.key}")
+  kms_key_id  = var.kms_key_arn
+}
+
+resource "aws_mwaa_environment" "this" {
+  name                            = var.name
+  airflow_version                 = var.airflow_version
+  environment_class               = var.environment_class
+  min_workers                     = var.min_workers
+  max_workers                     = var.max_workers
+  schedulers                      = var.schedulers
+  webserver_access_mode           = var.webserver_access_mode
+  weekly_maintenance_window_start = var.weekly_maintenance_window_start
+  execution_role_arn              = aws_iam_role.execution.arn
+
+  source_bucket_arn              = var.source_bucket.arn
+  dag_s3_path                    = "dags/"
+  plugins_s3_path                = aws_s3_object.plugins.key
+  plugins_s3_object_version      = aws_s3_object.plugins.version_id
+  requirements_s3_path           = aws_s3_object.requirements.key
+  requirements_s3_object_version = aws_s3_object.requirements.version_id
+
+  airflow_configuration_options = local.airflow_configuration_options
+
+  network_configuration {
+    security_group_ids = [aws_security_group.mwaa.id]
+    subnet_ids         = local.private_subnet_ids
+  }
+
+  logging_configuration {
+    dag_processing_logs {
+      enabled   = true
+      log_level = var.log_level
+    }
+    scheduler_logs {
+      enabled   = true
+      log_level = var.log_level
+    }
+    task_logs {
+      enabled   = true
+      log_level = var.log_level
+    }
+    webserver_logs {
+      enabled   = true
+      log_level = var.log_level
+    }
+    worker_logs {
+      enabled   = true
+      log_level = var.log_level
+    }
+  }
+
+  # The DAG files must be in the bucket before the environment first parses it.
+  depends_on = [aws_s3_object.dags, aws_iam_role_policy_attachment.execution, aws_nat_gateway.this]
+}
+
+# Airflow's ti_failures counter, which MWAA publishes as TaskInstanceFailures.
+resource "aws_cloudwatch_metric_alarm" "failed_tasks" {
+  alarm_name          = "${var.name}-failed-tasks"
+  alarm_description   = "Airflow task instances failed in MWAA environment ${var.name} (after their retries). See the task logs in the Airflow UI or the ${var.name}-Task log group."
+  namespace           = "AmazonMWAA"
+  metric_name         = "TaskInstanceFailures"
+  dimensions          = { Environment = var.name, Function = "Scheduler" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = var.failed_tasks_alarm_threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [var.alarm_topic_arn]
+  ok_actions          = [var.alarm_topic_arn]
+}
