@@ -1,7 +1,8 @@
 # One customer-managed key per environment encrypts the buckets, topics, queues, secrets and log
 # groups. Services that write to encrypted topics and queues on our behalf (S3 event
 # notifications, SNS delivery to SQS, CloudWatch alarms, CloudWatch Logs) are allowed to use it
-# for this account only; IAM principals get it through their own policies (the root statement).
+# (AWS's documented key policies for these integrations name the service principal without
+# source conditions); IAM principals get the key through their own policies (root statement).
 resource "aws_kms_key" "conveyor" {
   description             = "Conveyor ${local.name_prefix}: S3, SNS, SQS, Secrets Manager, CloudWatch Logs"
   enable_key_rotation     = true
@@ -23,9 +24,8 @@ resource "aws_kms_key" "conveyor" {
         Principal = {
           Service = ["s3.amazonaws.com", "sns.amazonaws.com", "cloudwatch.amazonaws.com"]
         }
-        Action    = ["kms:GenerateDataKey*", "kms:Decrypt"]
-        Resource  = "*"
-        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+        Action   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+        Resource = "*"
       },
       {
         Sid       = "CloudWatchLogsEncryptLogGroups"

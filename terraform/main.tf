@@ -107,7 +107,6 @@ module "mwaa" {
 
   vpc_cidr                    = var.vpc_cidr
   single_nat_gateway          = var.single_nat_gateway
-  existing_vpc_id             = var.existing_vpc_id
   existing_private_subnet_ids = var.existing_private_subnet_ids
   database_cidr_blocks        = var.database_cidr_blocks
 }

@@ -144,12 +144,6 @@ variable "single_nat_gateway" {
   default     = false
 }
 
-variable "existing_vpc_id" {
-  description = "Use this VPC instead of creating one (with existing_private_subnet_ids)."
-  type        = string
-  default     = null
-}
-
 variable "existing_private_subnet_ids" {
   description = "Two private subnets (different AZs, with a route to the internet or VPC endpoints) to use instead of creating a VPC."
   type        = list(string)

@@ -77,19 +77,13 @@ class Names:
     prefix: str = DEFAULT_PREFIX
 
     def bucket(self, kind: str) -> str:
-        if kind not in BUCKETS:
-            raise KeyError(f"unknown bucket kind {kind!r}; known: {', '.join(BUCKETS)}")
-        return f"{self.prefix}-{kind}"
+        return f"{self.prefix}-{_known(kind, BUCKETS, 'bucket kind')}"
 
     def topic(self, kind: str) -> str:
-        if kind not in TOPICS:
-            raise KeyError(f"unknown topic kind {kind!r}; known: {', '.join(TOPICS)}")
-        return f"{self.prefix}-{kind}"
+        return f"{self.prefix}-{_known(kind, TOPICS, 'topic kind')}"
 
     def queue(self, kind: str) -> str:
-        if kind not in QUEUES:
-            raise KeyError(f"unknown queue kind {kind!r}; known: {', '.join(QUEUES)}")
-        return f"{self.prefix}-{kind}"
+        return f"{self.prefix}-{_known(kind, QUEUES, 'queue kind')}"
 
     def dead_letter_queue(self, kind: str) -> str:
         return f"{self.queue(kind)}-dlq"
@@ -108,14 +102,17 @@ class Names:
         return f"{self.prefix}/variables"
 
     def connection_secret(self, conn_id: str) -> str:
-        if conn_id not in CONNECTION_IDS:
-            raise KeyError(f"unknown connection {conn_id!r}; known: {', '.join(CONNECTION_IDS)}")
-        return f"{self.connections_secret_prefix}/{conn_id}"
+        return f"{self.connections_secret_prefix}/{_known(conn_id, CONNECTION_IDS, 'connection')}"
 
     def variable_secret(self, key: str) -> str:
-        if key not in VARIABLES:
-            raise KeyError(f"unknown Variable {key!r}; known: {', '.join(VARIABLES)}")
-        return f"{self.variables_secret_prefix}/{key}"
+        return f"{self.variables_secret_prefix}/{_known(key, VARIABLES, 'Variable')}"
+
+
+def _known(name: str, known, what: str) -> str:
+    """`name` if it is one of `known`; else a KeyError that lists them (a typo fails loudly)."""
+    if name not in known:
+        raise KeyError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return name
 
 
 def names_from_variable() -> Names:

@@ -157,8 +157,10 @@ def test_terraform_uploads_what_package_builds(dist):
     artefacts_dir defaults to ../dist, which is where `make package` writes."""
     out, _ = dist
     mwaa = (ROOT / "terraform" / "modules" / "mwaa" / "main.tf").read_text()
+    assert (
+        'toset(["plugins.zip", "requirements.txt"])' in mwaa and '"${var.artefacts_dir}/${each.key}"' in mwaa
+    )
     for relative in ("plugins.zip", "requirements.txt"):
-        assert f'"${{var.artefacts_dir}}/{relative}"' in mwaa
         assert (out / relative).is_file()
     assert 'fileset("${var.artefacts_dir}/dags", "**")' in mwaa
     assert sorted(p.name for p in (out / "dags").glob("*.py")) == [f"{d}.py" for d in DAG_IDS]

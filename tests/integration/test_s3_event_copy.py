@@ -127,7 +127,9 @@ def test_a_failed_copy_keeps_only_its_message(clients, no_retries):
     assert curated(s3) == {"good-1.json": b"1", "good-2.json": b"2"}
     [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2, AttributeNames=["All"])["Messages"]
     assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"] == "vanished.json"
-    assert int(message["Attributes"]["ApproximateReceiveCount"]) == 2, (
+    # Received by the run, then again here after the 1 s visibility timeout. A slow machine may let
+    # copy_events receive it once more before the timeout, hence >= 2 rather than == 2.
+    assert int(message["Attributes"]["ApproximateReceiveCount"]) >= 2, (
         "redelivered after the visibility timeout"
     )
 

@@ -512,8 +512,11 @@ def test_mwaa_environment():
     assert all(logging[k][0]["enabled"] is True for k in kinds)
     # Artefacts from the source bucket, with the uploaded object versions wired in.
     assert env["source_bucket_arn"] == "${var.source_bucket.arn}"
-    assert env["plugins_s3_object_version"] == "${aws_s3_object.plugins.version_id}"
-    assert env["requirements_s3_object_version"] == "${aws_s3_object.requirements.version_id}"
+    assert env["plugins_s3_object_version"] == '${aws_s3_object.artefact["plugins.zip"].version_id}'
+    assert env["requirements_s3_object_version"] == '${aws_s3_object.artefact["requirements.txt"].version_id}'
+    artefact = resource(mwaa, "aws_s3_object.artefact")
+    assert artefact["for_each"] == '${toset(["plugins.zip", "requirements.txt"])}'
+    assert artefact["source"] == "${var.artefacts_dir}/${each.key}" and artefact["key"] == "${each.key}"
     assert env["dag_s3_path"] == "dags/"
     assert root()["module"]["mwaa"]["source_bucket"] == '${module.storage.buckets["code"]}'
     assert env["network_configuration"][0]["subnet_ids"] == "${local.private_subnet_ids}"

@@ -10,9 +10,7 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.region
 
-  plugins_zip      = "${var.artefacts_dir}/plugins.zip"
-  requirements_txt = "${var.artefacts_dir}/requirements.txt"
-  dag_files        = fileset("${var.artefacts_dir}/dags", "**")
+  dag_files = fileset("${var.artefacts_dir}/dags", "**")
 
   # Connections and Variables come from Secrets Manager (modules/secrets), one secret each.
   secrets_backend_kwargs = {
@@ -36,32 +34,21 @@ locals {
   )
 }
 
-resource "aws_s3_object" "requirements" {
+# plugins.zip and requirements.txt: MWAA runs the object version named below, so each upload
+# (a changed checksum) is a new version and an environment update.
+resource "aws_s3_object" "artefact" {
+  for_each = toset(["plugins.zip", "requirements.txt"])
+
   bucket      = var.source_bucket.id
-  key         = "requirements.txt"
-  source      = local.requirements_txt
-  source_hash = fileexists(local.requirements_txt) ? filemd5(local.requirements_txt) : null
+  key         = each.key
+  source      = "${var.artefacts_dir}/${each.key}"
+  source_hash = fileexists("${var.artefacts_dir}/${each.key}") ? filemd5("${var.artefacts_dir}/${each.key}") : null
   kms_key_id  = var.kms_key_arn
 
   lifecycle {
     precondition {
-      condition     = fileexists(local.requirements_txt)
-      error_message = "${local.requirements_txt} is missing: run `make package` first."
-    }
-  }
-}
-
-resource "aws_s3_object" "plugins" {
-  bucket      = var.source_bucket.id
-  key         = "plugins.zip"
-  source      = local.plugins_zip
-  source_hash = fileexists(local.plugins_zip) ? filemd5(local.plugins_zip) : null
-  kms_key_id  = var.kms_key_arn
-
-  lifecycle {
-    precondition {
-      condition     = fileexists(local.plugins_zip)
-      error_message = "${local.plugins_zip} is missing: run `make package` first."
+      condition     = fileexists("${var.artefacts_dir}/${each.key}")
+      error_message = "${var.artefacts_dir}/${each.key} is missing: run `make package` first."
     }
   }
 }
@@ -89,10 +76,10 @@ resource "aws_mwaa_environment" "this" {
 
   source_bucket_arn              = var.source_bucket.arn
   dag_s3_path                    = "dags/"
-  plugins_s3_path                = aws_s3_object.plugins.key
-  plugins_s3_object_version      = aws_s3_object.plugins.version_id
-  requirements_s3_path           = aws_s3_object.requirements.key
-  requirements_s3_object_version = aws_s3_object.requirements.version_id
+  plugins_s3_path                = aws_s3_object.artefact["plugins.zip"].key
+  plugins_s3_object_version      = aws_s3_object.artefact["plugins.zip"].version_id
+  requirements_s3_path           = aws_s3_object.artefact["requirements.txt"].key
+  requirements_s3_object_version = aws_s3_object.artefact["requirements.txt"].version_id
 
   airflow_configuration_options = local.airflow_configuration_options
 

@@ -20,7 +20,7 @@ data "aws_availability_zones" "chosen" {
 
 locals {
   create_vpc         = length(var.existing_private_subnet_ids) == 0
-  vpc_id             = local.create_vpc ? aws_vpc.this[0].id : var.existing_vpc_id
+  vpc_id             = local.create_vpc ? aws_vpc.this[0].id : data.aws_subnet.existing[0].vpc_id
   vpc_cidr           = local.create_vpc ? var.vpc_cidr : data.aws_vpc.existing[0].cidr_block
   private_subnet_ids = local.create_vpc ? aws_subnet.private[*].id : var.existing_private_subnet_ids
   azs                = data.aws_availability_zones.chosen.names
@@ -28,14 +28,23 @@ locals {
   database_cidrs     = length(var.database_cidr_blocks) > 0 ? var.database_cidr_blocks : [local.vpc_cidr]
 }
 
+# Existing subnets: their VPC is looked up, and both must be in it, in two zones.
+data "aws_subnet" "existing" {
+  count = local.create_vpc ? 0 : 2
+  id    = var.existing_private_subnet_ids[count.index]
+}
+
 data "aws_vpc" "existing" {
   count = local.create_vpc ? 0 : 1
-  id    = var.existing_vpc_id
+  id    = data.aws_subnet.existing[0].vpc_id
 
   lifecycle {
     postcondition {
-      condition     = self.id != null
-      error_message = "existing_private_subnet_ids needs existing_vpc_id."
+      condition = (
+        data.aws_subnet.existing[1].vpc_id == self.id &&
+        data.aws_subnet.existing[0].availability_zone != data.aws_subnet.existing[1].availability_zone
+      )
+      error_message = "existing_private_subnet_ids must be two subnets of one VPC in two availability zones."
     }
   }
 }

@@ -15,12 +15,12 @@ output "execution_role_arn" {
 
 output "plugins_s3_object_version" {
   description = "The plugins.zip version the environment runs."
-  value       = aws_s3_object.plugins.version_id
+  value       = aws_s3_object.artefact["plugins.zip"].version_id
 }
 
 output "requirements_s3_object_version" {
   description = "The requirements.txt version the environment runs."
-  value       = aws_s3_object.requirements.version_id
+  value       = aws_s3_object.artefact["requirements.txt"].version_id
 }
 
 output "private_subnet_ids" {

@@ -151,12 +151,6 @@ variable "single_nat_gateway" {
   default     = false
 }
 
-variable "existing_vpc_id" {
-  description = "Existing VPC (with existing_private_subnet_ids)."
-  type        = string
-  default     = null
-}
-
 variable "existing_private_subnet_ids" {
   description = "Two existing private subnets in different AZs; empty = create a VPC."
   type        = list(string)
