@@ -32,8 +32,13 @@ variable "max_workers" {
   default     = 5
 
   validation {
-    condition     = var.max_workers >= 1 && var.max_workers <= 25
-    error_message = "max_workers must be between 1 and 25."
+    condition     = var.max_workers >= var.min_workers && var.max_workers <= 25
+    error_message = "max_workers must be at least min_workers and at most 25."
+  }
+
+  validation {
+    condition     = var.environment_class != "mw1.micro" || var.max_workers == 1
+    error_message = "mw1.micro supports exactly one worker."
   }
 }
 
@@ -41,6 +46,17 @@ variable "schedulers" {
   description = "Number of schedulers."
   type        = number
   default     = 2
+
+  validation {
+    condition     = var.schedulers >= 1 && var.schedulers <= 5
+    error_message = "schedulers must be between 1 and 5."
+  }
+
+  # mw1.micro runs one scheduler and one worker; MWAA rejects anything else.
+  validation {
+    condition     = var.environment_class != "mw1.micro" || var.schedulers == 1
+    error_message = "mw1.micro supports exactly one scheduler."
+  }
 }
 
 variable "webserver_access_mode" {
