@@ -97,12 +97,12 @@ module "mwaa" {
       level = level
     } if kind != "code"
   }
-  queue_arns                  = [module.events.queue_arns["raw-events"]]
-  publish_topic_arns          = [module.events.topic_arns["notifications"]]
-  alarm_topic_arn             = module.events.topic_arns["notifications"]
-  secrets_connections_prefix  = module.secrets.connections_prefix
-  secrets_variables_prefix    = module.secrets.variables_prefix
-  secrets_lookup_patterns     = module.secrets.lookup_patterns
+  queue_arns                   = [module.events.queue_arns["raw-events"]]
+  publish_topic_arns           = [module.events.topic_arns["notifications"]]
+  alarm_topic_arn              = module.events.topic_arns["notifications"]
+  secrets_connections_prefix   = module.secrets.connections_prefix
+  secrets_variables_prefix     = module.secrets.variables_prefix
+  secrets_lookup_patterns      = module.secrets.lookup_patterns
   failed_tasks_alarm_threshold = var.failed_tasks_alarm_threshold
 
   vpc_cidr                    = var.vpc_cidr
@@ -114,9 +114,9 @@ module "mwaa" {
 module "snowflake_integration" {
   source = "./modules/snowflake_integration"
 
-  name_prefix       = local.name_prefix
-  readable_buckets  = { for kind in ["curated", "stage"] : kind => module.storage.buckets[kind].arn }
-  kms_key_arn       = aws_kms_key.conveyor.arn
+  name_prefix            = local.name_prefix
+  readable_buckets       = { for kind in ["curated", "stage"] : kind => module.storage.buckets[kind].arn }
+  kms_key_arn            = aws_kms_key.conveyor.arn
   snowflake_iam_user_arn = var.snowflake_iam_user_arn
   snowflake_external_id  = var.snowflake_external_id
 }
