@@ -66,7 +66,7 @@ def build(root: Path = ROOT, out: Path | None = None) -> dict:
     dags_out = out / "dags"
     dags_out.mkdir(parents=True)
 
-    dag_files = [p for p in sorted((root / "dags").glob("*.py"))]
+    dag_files = sorted((root / "dags").glob("*.py"))
     if not dag_files:
         raise FileNotFoundError(f"no DAG files in {root / 'dags'}")
     for path in dag_files:
