@@ -27,8 +27,8 @@ $(STAMP): .ci/constraints.txt pyproject.toml
 	@$(BIN)/python -m pip --isolated install --quiet --index-url $(PYPI) uv==$(UV_VERSION)
 	@echo "Installing pinned packages from .ci/constraints.txt into $(VENV) ..."
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --index-url $(PYPI) -r .ci/constraints.txt
-	@# Put the project's library (plugins/) on the virtualenv's path, as MWAA does.
-	@echo "$(abspath plugins)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/conveyor.pth"
+	@# Put the DAGs' library (plugins/, as MWAA does) and the local tooling (local/) on the path.
+	@printf '%s\n' "$(abspath plugins)" "$(abspath local)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/conveyor.pth"
 	@touch $@
 
 $(TOOLS_STAMP): .ci/tools-constraints.txt $(STAMP)
@@ -43,16 +43,16 @@ lock: $(STAMP) ## Re-resolve .ci/constraints.txt after editing pyproject.toml/re
 	$(BIN)/python .ci/lock.py
 
 services: $(STAMP) ## Start the local stack (moto + Postgres) in the background and write .local/env.sh
-	@$(BIN)/python -m conveyor.local start
+	@$(BIN)/python -m conveyor_local start
 
 services-stop: ## Stop what `make services` started
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m conveyor.local stop; else echo "nothing to stop"; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m conveyor_local stop; else echo "nothing to stop"; fi
 
 airflow: services ## Start `airflow standalone` (UI) on the local stack; prints the URL and login
-	@$(BIN)/python -m conveyor.local airflow
+	@$(BIN)/python -m conveyor_local airflow
 
 demo: services ## Set up, start the stack, run the pipelines through Airflow, print what landed where
-	@$(BIN)/python -m conveyor.demo
+	@$(BIN)/python -m conveyor_local.demo
 
 test: $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (DAGs, unit, integration, Terraform + checkov, packaging)
 	$(BIN)/python -m pytest
@@ -66,14 +66,14 @@ terraform-check: $(TOOLS_STAMP) ## checkov on terraform/ (offline; no terraform 
 	$(CHECKOV) -d terraform --skip-download --compact --quiet
 
 package: $(STAMP) ## Build the MWAA artefacts in dist/: dags/ (with include/), plugins.zip, requirements.txt
-	$(BIN)/python -m conveyor.local.package
+	$(BIN)/python -m conveyor_local.package
 
 fmt: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 bench: $(STAMP) ## Benchmarks, printed as ratios against baselines measured in the same run
-	$(BIN)/python -m conveyor.bench
+	$(BIN)/python -m conveyor_local.bench
 
 clean: services-stop ## Stop the stack and remove .local/, .venv/, .venv-tools/ and dist/
 	rm -rf .local $(VENV) $(TOOLS_VENV) dist

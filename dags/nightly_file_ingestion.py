@@ -8,8 +8,9 @@ notifications SNS topic.
 
 * **Schedule**: 20:00 UTC daily, interval timetable: the 2024-03-05 20:00 run covers
   [03-04 20:00, 03-05 20:00) and writes `day=05`. Backfill any past date from the UI.
-* **Config**: `include/config/nightly_file_ingestion.json`, or the `s3://bucket/key` in the
-  Variable `nightly_file_ingestion_config`, or the `config_uri` Param of a manual run.
+* **Config**: the `config_uri` Param of a manual run (`s3://bucket/key`), else the Variable
+  `nightly_file_ingestion_config` (`s3://bucket/key`, or the config's JSON itself), else
+  `include/config/nightly_file_ingestion.json`. Any other value fails the run saying so.
 * **Params**: `datasets` runs only the named datasets.
 * **Reruns** of an interval rewrite the same keys; bad config fails the run without retries and
   the failure message names the dataset and field.
@@ -32,8 +33,10 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from conveyor import ingestion, notify, paths
-from conveyor.defaults import DEFAULT_ARGS, START_DATE, Tag
+from conveyor import alerts, config, paths
+from conveyor.defaults import DEFAULT_ARGS, Tag
+from conveyor.keys import utc_date
+from conveyor.nightly import ingest
 from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE
 
 DAG_ID = "nightly_file_ingestion"
@@ -43,7 +46,6 @@ DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
 @dag(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable("0 20 * * *", timezone="UTC"),
-    start_date=START_DATE,
     catchup=False,
     max_active_runs=3,
     default_args=DEFAULT_ARGS,
@@ -62,6 +64,7 @@ DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
             type=["null", "string"],
             title="Config URI",
             description="s3://bucket/key of a config to use for this run instead of the Variable/default.",
+            pattern=config.S3_URI_PATTERN,
         ),
     },
 )
@@ -69,18 +72,20 @@ def nightly_file_ingestion():
     @task(retries=1)
     def load_datasets(params=None, ti=None) -> list[dict]:
         """Read and validate the config, select the requested datasets, check their buckets."""
-        with notify.record_failure(ti, "config"):
-            location = (
-                params.get("config_uri")
-                or Variable.get(NIGHTLY_CONFIG_VARIABLE, default=None)
-                or str(paths.include_dir() / DEFAULT_CONFIG)
-            )
+        with alerts.record_failure(ti, "config"):
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
             try:
-                datasets = ingestion.parse_config(ingestion.read_config_text(location, s3), origin=location)
-                datasets = ingestion.select_datasets(datasets, params.get("datasets"))
-                ingestion.check_buckets(s3, datasets)
-            except ingestion.ConfigError as exc:
+                text, origin = config.config_text(
+                    s3,
+                    default=paths.include_dir() / DEFAULT_CONFIG,
+                    variable_name=NIGHTLY_CONFIG_VARIABLE,
+                    variable=Variable.get(NIGHTLY_CONFIG_VARIABLE, default=None),
+                    uri=params.get("config_uri"),
+                )
+                datasets = ingest.parse_config(text, origin=origin)
+                datasets = ingest.select_datasets(datasets, params.get("datasets"))
+                ingest.check_buckets(s3, datasets)
+            except config.ConfigError as exc:
                 raise AirflowFailException(str(exc)) from exc  # retrying cannot fix the config
         return [d.to_dict() for d in datasets]
 
@@ -88,36 +93,35 @@ def nightly_file_ingestion():
     def copy_dataset(dataset: dict, data_interval_end=None, ti=None) -> dict:
         """Copy one dataset's objects to their dated keys; fails if any object failed."""
         get_current_context()["dataset_name"] = dataset["name"]
-        with notify.record_failure(ti, dataset["name"]):
+        with alerts.record_failure(ti, dataset["name"]):
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
-            return ingestion.ingest_dataset(
-                s3, ingestion.Dataset(**dataset), ingestion.transfer_date(data_interval_end)
-            )
+            return ingest.ingest_dataset(s3, ingest.Dataset(**dataset), utc_date(data_interval_end))
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def notify_run(dag_run=None, ti=None, data_interval_end=None) -> dict:
         """Publish one message for the run: per-dataset counts, or what failed and why."""
-        planned = notify.as_list(ti.xcom_pull(task_ids="load_datasets"))
-        results = notify.as_list(ti.xcom_pull(task_ids="copy_dataset"))
-        failures = notify.as_list(ti.xcom_pull(task_ids="load_datasets", key=notify.ERROR_XCOM_KEY))
-        failures += notify.as_list(ti.xcom_pull(task_ids="copy_dataset", key=notify.ERROR_XCOM_KEY))
+        planned = alerts.as_list(ti.xcom_pull(task_ids="load_datasets"))
+        results = alerts.as_list(ti.xcom_pull(task_ids="copy_dataset"))
+        failures = alerts.as_list(ti.xcom_pull(task_ids="load_datasets", key=alerts.ERROR_XCOM_KEY))
+        failures += alerts.as_list(ti.xcom_pull(task_ids="copy_dataset", key=alerts.ERROR_XCOM_KEY))
         accounted = {r["name"] for r in results} | {f["subject"] for f in failures}
         failures += [
             {"subject": d["name"], "error": "did not run (an upstream task failed)"}
             for d in planned
             if d["name"] not in accounted
         ]
-        summary = notify.build_summary(
+        summary = alerts.build_summary(
             dag_id=DAG_ID,
             run_id=dag_run.run_id,
-            run_date=ingestion.transfer_date(data_interval_end).isoformat(),
+            run_date=utc_date(data_interval_end).isoformat(),
             results=results,
             failures=failures,
         )
-        notify.publish(summary, notify.notifications_topic_arn())
+        alerts.publish(summary, alerts.notifications_topic_arn())
         return summary
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    # Its failure repeats what notify_run published and the failed task alerted: no alert of its own.
+    @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=[])
     def all_datasets_copied(ti=None) -> None:
         """Fail the run when any dataset failed or the notification could not be sent."""
         summary = ti.xcom_pull(task_ids="notify_run")

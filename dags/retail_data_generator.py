@@ -6,6 +6,9 @@ did: one users file under `user/` and one transactions file under `transactions/
 newline-delimited JSON. Deterministic: the same seed and counts give the same bytes; the key
 carries the run's timestamp and the seed. `inbound_to_stage` picks the files up.
 
+Rows are generated and uploaded as a stream (S3 multipart, one part in memory), so a worker's
+memory stays flat for any number of users and transactions.
+
 Trigger it manually with the Params below.
 """
 
@@ -14,18 +17,17 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import Param, dag, task
 
-from conveyor import retail
-from conveyor.defaults import DEFAULT_ARGS, START_DATE, Tag
+from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import AWS_CONN_ID, names_from_variable
+from conveyor.retail import generator
+from conveyor.s3 import upload_chunks
 
 DAG_ID = "retail_data_generator"
-CONTENT_TYPES = {"csv": "text/csv", "json": "application/x-ndjson"}
 
 
 @dag(
     dag_id=DAG_ID,
     schedule=None,
-    start_date=START_DATE,
     catchup=False,
     default_args=DEFAULT_ARGS,
     tags=[Tag.CONVEYOR, Tag.RETAIL, Tag.S3],
@@ -36,30 +38,28 @@ CONTENT_TYPES = {"csv": "text/csv", "json": "application/x-ndjson"}
             1_000, type="integer", minimum=0, maximum=10_000_000, title="Number of transactions"
         ),
         "seed": Param(42, type="integer", title="Random seed", description="Same seed, same data."),
-        "format": Param("csv", type="string", enum=list(retail.FORMATS), title="File format"),
+        "format": Param("csv", type="string", enum=list(generator.FORMATS), title="File format"),
     },
 )
 def retail_data_generator():
     @task
     def write_inbound_files(params=None, dag_run=None) -> dict:
-        names = names_from_variable()
-        files = retail.generate(params["users"], params["transactions"], params["seed"], params["format"])
+        inbound = names_from_variable().bucket("inbound")
+        fmt, seed = params["format"], params["seed"]
         stamp = dag_run.run_after.strftime("%Y%m%dT%H%M%SZ")
-        keys = retail.inbound_keys(stamp, params["seed"], params["format"])
+        keys = generator.inbound_keys(stamp, seed, fmt)
         s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
-        for kind, body in files.items():
-            s3.put_object(
-                Bucket=names.bucket("inbound"),
-                Key=keys[kind],
-                Body=body,
-                ContentType=CONTENT_TYPES[params["format"]],
-                Metadata={"generator-seed": str(params["seed"])},
+        written = {}
+        for kind, chunks in generator.stream(params["users"], params["transactions"], seed, fmt).items():
+            written[kind] = upload_chunks(
+                s3,
+                inbound,
+                keys[kind],
+                chunks,
+                ContentType=generator.CONTENT_TYPES[fmt],
+                Metadata={"generator-seed": str(seed)},
             )
-        return {
-            "bucket": names.bucket("inbound"),
-            "keys": keys,
-            "bytes": {k: len(v) for k, v in files.items()},
-        }
+        return {"bucket": inbound, "keys": keys, "bytes": written}
 
     write_inbound_files()
 

@@ -26,10 +26,12 @@ locals {
   # resources.TOPICS
   topic_kinds = ["notifications", "raw-events", "curated-events", "stage-events"]
 
-  # resources.BUCKET_NOTIFICATIONS: bucket kind -> topic kind and key prefixes ("" = all keys).
+  # resources.BUCKET_NOTIFICATIONS: bucket kind -> topic kind and key prefixes. Only events/ in
+  # raw feeds s3_event_copy (not the nightly landing/ zone), and only events/ in curated reaches
+  # Snowpipe (not the copier's _quarantine/).
   bucket_notifications = {
-    raw     = { topic = "raw-events", prefixes = [""] }
-    curated = { topic = "curated-events", prefixes = [""] }
+    raw     = { topic = "raw-events", prefixes = ["events/"] }
+    curated = { topic = "curated-events", prefixes = ["events/"] }
     stage   = { topic = "stage-events", prefixes = ["user/", "transactions/"] }
   }
 }

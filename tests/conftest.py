@@ -69,7 +69,8 @@ import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from conveyor.local.provision import provision  # noqa: E402
+from conveyor_local.provision import provision  # noqa: E402
+from conveyor_local.stack import free_port  # noqa: E402
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -84,6 +85,51 @@ def aws():
         description = provision(session)
         description["session"] = session
         yield description
+
+
+class _AtEndpoint:
+    """A boto3 session whose clients all talk to one endpoint (a moto server)."""
+
+    region_name = REGION
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self._session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+
+    def client(self, name: str):
+        return self._session.client(name, endpoint_url=self.endpoint)
+
+
+@pytest.fixture
+def moto_server(monkeypatch):
+    """A moto server on loopback, provisioned like the local stack, with aws_default pointing at it.
+
+    For what the in-process mock cannot intercept: aiobotocore (deferrable sensors' triggers).
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        session = _AtEndpoint(endpoint)
+        description = provision(session)
+        description["session"] = session
+        description["endpoint_url"] = endpoint
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_AWS_DEFAULT",
+            json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": REGION}}),
+        )
+        yield description
+    finally:
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+        server.stop()
 
 
 @pytest.fixture(scope="session")

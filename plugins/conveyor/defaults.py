@@ -1,11 +1,17 @@
-"""Settings every Conveyor DAG shares: owner, retries with backoff, and the one list of tags."""
+"""Settings every Conveyor DAG shares: owner, retries with backoff, the failure alert, the tags.
+
+No DAG has a `start_date`: a run whose logical date is before a DAG's start date runs no task
+and still reports success, so a backfill or test run of an old interval would silently do
+nothing. Without one, every interval a user asks for is run; `catchup=False` keeps the scheduler
+from creating past runs on its own.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 
-START_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+from conveyor.alerts import FailureAlert
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",
@@ -13,6 +19,8 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=15),
+    # Once a task has no retries left: DAG, task, run, interval, error, try and log URL on SNS.
+    "on_failure_callback": [FailureAlert()],
 }
 
 

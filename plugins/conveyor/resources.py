@@ -21,8 +21,8 @@ DEFAULT_REGION = "eu-west-2"
 # Bucket kinds: what each holds.
 BUCKETS = {
     "source": "files dropped by upstream systems for the nightly ingestion",
-    "raw": "raw landing zone (nightly ingestion target; its ObjectCreated events feed s3_event_copy)",
-    "curated": "copies of raw objects made on events; Snowpipe's stage",
+    "raw": "raw landing zone: nightly ingestion under landing/, event-driven drops under events/ (these feed s3_event_copy)",
+    "curated": "copies of raw events/ objects made on their events (Snowpipe's stage); _quarantine/ for poison messages",
     "inbound": "retail generator output",
     "stage": "retail files ready for Snowflake",
     "archive": "date-partitioned archive of retail inbound files",
@@ -37,10 +37,15 @@ TOPICS = {
     "curated-events": "curated bucket ObjectCreated events (Snowpipe auto-ingest)",
     "stage-events": "stage bucket ObjectCreated events under user/ and transactions/ (retail Snowpipes)",
 }
-# Bucket notifications: bucket kind -> (topic kind, key prefixes; "" = every key).
+# Event-driven objects live under this prefix, in raw (s3_event_copy's input) and in curated
+# (Snowpipe's stage). Nothing else in either bucket notifies anyone: the nightly landing zone
+# (`landing/`) does not feed the copier, and the copier's quarantine (`_quarantine/` in curated)
+# never reaches Snowpipe.
+EVENTS_PREFIX = "events/"
+# Bucket notifications (ObjectCreated): bucket kind -> (topic kind, key prefixes).
 BUCKET_NOTIFICATIONS = {
-    "raw": ("raw-events", ("",)),
-    "curated": ("curated-events", ("",)),
+    "raw": ("raw-events", (EVENTS_PREFIX,)),
+    "curated": ("curated-events", (EVENTS_PREFIX,)),
     "stage": ("stage-events", ("user/", "transactions/")),
 }
 # SQS queues, each with a dead-letter queue `<name>-dlq`; value: the topic it subscribes to.
@@ -48,9 +53,9 @@ QUEUES = {
     "raw-events": "raw-events",
 }
 MAX_RECEIVE_COUNT = 5
-# s3_event_copy receives a message in `wait_for_events` and deletes it at the end of `copy_events`,
-# which may run for COPY_EVENTS_TIMEOUT_S; the rest of the visibility timeout covers the gap
-# between the two tasks. A message must not become visible again while its copy is running.
+# s3_event_copy's `copy_events` first hides its batch for QUEUE_VISIBILITY_TIMEOUT_S from that
+# moment (ChangeMessageVisibility), then runs for at most COPY_EVENTS_TIMEOUT_S (its
+# execution_timeout): a message cannot become visible again while its copy is running.
 COPY_EVENTS_TIMEOUT_S = 600
 QUEUE_VISIBILITY_TIMEOUT_S = 900
 

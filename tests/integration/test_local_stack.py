@@ -17,7 +17,7 @@ import boto3
 import psycopg
 import pytest
 
-from conveyor import sample_data
+from conveyor_local import sample_data
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def _clean_env(local_dir: Path) -> dict[str, str]:
 
 def conveyor_local(local_dir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "conveyor.local", *args],
+        [sys.executable, "-m", "conveyor_local", *args],
         env=_clean_env(local_dir),
         capture_output=True,
         text=True,
@@ -101,7 +101,7 @@ def test_describe_names_every_resource_and_they_exist(local_stack):
     assert int(redrive["maxReceiveCount"]) == 5
 
     # The notification chain works like AWS: an object in raw -> SNS -> the raw-events queue.
-    s3.put_object(Bucket=info["buckets"]["raw"], Key="probe/a b.json", Body=b"{}")
+    s3.put_object(Bucket=info["buckets"]["raw"], Key="events/probe/a b.json", Body=b"{}")
     bodies = [
         json.loads(m["Body"])
         for m in sqs.receive_message(QueueUrl=info["queues"]["raw-events"], MaxNumberOfMessages=10).get(
@@ -110,7 +110,7 @@ def test_describe_names_every_resource_and_they_exist(local_stack):
     ]
     events = [json.loads(b["Message"]) for b in bodies if b.get("Type") == "Notification"]
     keys = [unquote_plus(r["s3"]["object"]["key"]) for e in events for r in e.get("Records", [])]
-    assert "probe/a b.json" in keys  # keys arrive URL-encoded, as from AWS
+    assert "events/probe/a b.json" in keys  # keys arrive URL-encoded, as from AWS
 
     for database, dsn in info["postgres"].items():
         with psycopg.connect(dsn) as conn:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from conftest import read_messages, run_dag
 
-from conveyor import sample_data
-from conveyor.local.provision import NOTIFICATIONS_INBOX
+from conveyor_local import sample_data
+from conveyor_local.provision import NOTIFICATIONS_INBOX
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +39,10 @@ def objects(s3, bucket, prefix=""):
 
 
 def summaries(stack) -> list[tuple[str, dict]]:
+    """The run summaries on the notifications topic (failure alerts, tested elsewhere, left out)."""
     envelopes = read_messages(stack["session"], stack["queues"][NOTIFICATIONS_INBOX])
-    return [(e["Subject"], json.loads(e["Message"])) for e in envelopes]
+    messages = [(e["Subject"], json.loads(e["Message"])) for e in envelopes]
+    return [(subject, message) for subject, message in messages if "datasets" in message]
 
 
 def expected_keys(files, day="year=2024/month=03/day=05"):
@@ -184,6 +186,55 @@ def test_config_from_the_variable(dagbag, stack, monkeypatch):
         "from-variable/films/year=2024/month=03/day=05/links/links.csv",
         "from-variable/films/year=2024/month=03/day=05/movies.csv",
     ]
+
+
+def test_config_pasted_into_the_variable(dagbag, stack, monkeypatch):
+    pasted = {
+        "datasets": [
+            {
+                "name": "films",
+                "source_bucket": SOURCE,
+                "source_prefix": "movielens/movies",
+                "target_bucket": RAW,
+                "target_prefix": "pasted",
+            }
+        ]
+    }
+    monkeypatch.setenv("AIRFLOW_VAR_NIGHTLY_FILE_INGESTION_CONFIG", json.dumps(pasted, indent=2))
+    assert run(dagbag).state == "success"
+    assert sorted(objects(stack["s3"], RAW)) == [
+        "pasted/films/year=2024/month=03/day=05/links/links.csv",
+        "pasted/films/year=2024/month=03/day=05/movies.csv",
+    ]
+
+
+def test_a_variable_that_is_neither_s3_nor_json_fails_saying_what_is_accepted(dagbag, stack, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_NIGHTLY_FILE_INGESTION_CONFIG", f"{SOURCE}/configs/var.json")
+    dag_run = run(dagbag)
+    assert dag_run.state == "failed"
+    [(_, message)] = summaries(stack)
+    [failure] = message["failures"]
+    assert failure["error"] == (
+        "Variable nightly_file_ingestion_config must hold s3://bucket/key or the config's JSON document "
+        f"itself; got '{SOURCE}/configs/var.json'"
+    )
+
+
+def test_the_nightly_landing_zone_feeds_no_event_downstream(dagbag, stack):
+    """Nightly snapshots land under landing/ in raw: nothing reaches the event copier's queue."""
+    sqs, queue = stack["session"].client("sqs"), stack["queues"]["raw-events"]
+    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:  # moto's s3:TestEvent from provisioning
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    assert run(dagbag).state == "success"
+    assert len(objects(stack["s3"], RAW, "landing/")) == len(stack["files"])
+    assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []) == []
+
+
+def test_a_date_before_any_start_date_is_copied_not_silently_skipped(dagbag, stack):
+    dag_run = run(dagbag, logical_date=datetime(2021, 6, 1, 20, 0, tzinfo=UTC))
+    assert dag_run.state == "success"
+    assert objects(stack["s3"], RAW) == expected_keys(stack["files"], day="year=2021/month=06/day=01")
 
 
 BAD_CONFIGS = {

@@ -6,7 +6,6 @@ Every DAG must import from those files alone."""
 from __future__ import annotations
 
 import glob
-import inspect
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.local import package
+from conveyor_local import package
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPI = "https://pypi.org/simple"
@@ -54,13 +53,15 @@ def test_artefacts_are_complete_and_reproducible(dist, tmp_path):
     assert (out / "dags" / "include" / "sql" / "totesys" / "schema.sql").is_file()
     assert "include/" in (out / "dags" / ".airflowignore").read_text()
     assert (out / "requirements.txt").read_bytes() == (ROOT / "requirements.txt").read_bytes()
-    names = zipfile.ZipFile(out / "plugins.zip").namelist()
-    assert ".airflowignore" in names and "conveyor/__init__.py" in names and "conveyor/copying.py" in names
-    # Local-only tools and caches stay out of MWAA.
-    assert not [
-        n for n in names if n.startswith("conveyor/local/") or "__pycache__" in n or n.endswith(".pyc")
-    ]
-    assert "conveyor/bench.py" not in names and "conveyor/demo.py" not in names
+    # plugins.zip is the plugins/ folder, file for file (no deny-list): what is there is what runs.
+    names = sorted(zipfile.ZipFile(out / "plugins.zip").namelist())
+    folder = sorted(
+        p.relative_to(ROOT / "plugins").as_posix()
+        for p in (ROOT / "plugins").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    assert names == folder
+    assert ".airflowignore" in names and "conveyor/__init__.py" in names
     # Same source, same bytes: Terraform uploads no new plugins.zip version, MWAA does not restart.
     again = package.build(out=tmp_path / "dist")
     assert again["plugins_zip"]["sha256"] == built["plugins_zip"]["sha256"]
@@ -153,19 +154,32 @@ print("RESULT " + json.dumps({
     print(f"packaged DAGs imported on Python {version.split()[0]}: {', '.join(found['dag_ids'])}")
 
 
-def test_terraform_uploads_what_package_builds(dist):
-    """modules/mwaa uploads artefacts_dir/{plugins.zip,requirements.txt,dags/**}; the root's
-    artefacts_dir defaults to ../dist, which is where `make package` writes."""
-    out, _ = dist
+def test_terraform_uploads_what_package_builds(tmp_path):
+    """`make package` writes <checkout>/dist; modules/mwaa uploads artefacts_dir/{plugins.zip,
+    requirements.txt,dags/**}, and the root module's artefacts_dir defaults to that folder."""
+    import hcl2
+    from hcl2 import SerializationOptions
+
+    checkout = tmp_path / "checkout"
+    for part in ("dags", "plugins", "include", "terraform"):
+        shutil.copytree(
+            ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__", ".terraform")
+        )
+    shutil.copy(ROOT / "requirements.txt", checkout / "requirements.txt")
+    package.build(root=checkout)  # the default output, as `make package` runs it
+
+    options = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+    variables = hcl2.loads(
+        (checkout / "terraform" / "variables.tf").read_text(), serialization_options=options
+    )["variable"]
+    [artefacts] = [v["artefacts_dir"] for v in variables if "artefacts_dir" in v]
+    uploaded = (checkout / "terraform" / artefacts["default"]).resolve()
+    assert uploaded == (checkout / "dist").resolve()
     mwaa = (ROOT / "terraform" / "modules" / "mwaa" / "main.tf").read_text()
+    assert 'toset(["plugins.zip", "requirements.txt"])' in mwaa
     assert (
-        'toset(["plugins.zip", "requirements.txt"])' in mwaa and '"${var.artefacts_dir}/${each.key}"' in mwaa
+        '"${var.artefacts_dir}/${each.key}"' in mwaa and 'fileset("${var.artefacts_dir}/dags", "**")' in mwaa
     )
     for relative in ("plugins.zip", "requirements.txt"):
-        assert (out / relative).is_file()
-    assert 'fileset("${var.artefacts_dir}/dags", "**")' in mwaa
-    assert sorted(p.name for p in (out / "dags").glob("*.py")) == [f"{d}.py" for d in DAG_IDS]
-    # build() writes to <checkout>/dist unless told otherwise; Terraform reads terraform/../dist.
-    assert inspect.signature(package.build).parameters["out"].default is None
-    assert (ROOT / "terraform" / "../dist").resolve() == package.ROOT / "dist"
-    assert 'default     = "../dist"' in (ROOT / "terraform" / "variables.tf").read_text()
+        assert (uploaded / relative).is_file()
+    assert sorted(p.name for p in (uploaded / "dags").glob("*.py")) == [f"{d}.py" for d in DAG_IDS]

@@ -1,25 +1,32 @@
-"""s3_event_copy through Airflow on moto: the real S3 -> SNS -> SQS chain, settle-after-copy,
-duplicates, partial failure, poison messages, the dead-letter queue, and the deferrable sensor."""
+"""s3_event_copy on moto: the real S3 -> SNS -> SQS chain through Airflow, settle-after-copy,
+duplicates, partial failure, poison messages, the dead-letter queue; the visibility promise (hold,
+bounded batches, deadline, failed deletes) with short visibility timeouts; and the wait for events
+in deferrable mode (errors, timeouts, quiet periods) against a moto server."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import threading
+import time
+import traceback
+from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote_plus
 
-import boto3
 import pytest
-from conftest import REGION, run_dag, task_states
+from conftest import ROOT, run_dag, task_states
 
-from conveyor import events
-from conveyor.copying import MiB
-from conveyor.local.provision import provision
-from conveyor.local.stack import free_port
+from conveyor import sqs as sqs_helpers
+from conveyor.events import copier
+from conveyor.s3 import MiB
 
 pytestmark = pytest.mark.integration
 
 DAG_ID = "s3_event_copy"
 RAW, CURATED = "conveyor-local-raw", "conveyor-local-curated"
+SOURCE = "conveyor-local-source"  # notifies no one: events for its objects are sent by hand
 
 
 def queue_depth(sqs, url) -> tuple[int, int]:
@@ -47,7 +54,7 @@ def clients(aws):
     )
 
 
-def event_body(*keys: str, bucket: str = RAW) -> str:
+def event_body(*keys: str, bucket: str = RAW, size: int = 1) -> str:
     """A raw (not SNS-wrapped) S3 event, as a bucket sends straight to SQS."""
     return json.dumps(
         {
@@ -55,7 +62,10 @@ def event_body(*keys: str, bucket: str = RAW) -> str:
                 {
                     "eventSource": "aws:s3",
                     "eventName": "ObjectCreated:Put",
-                    "s3": {"bucket": {"name": bucket}, "object": {"key": key.replace(" ", "+"), "size": 1}},
+                    "s3": {
+                        "bucket": {"name": bucket},
+                        "object": {"key": key.replace(" ", "+"), "size": size},
+                    },
                 }
                 for key in keys
             ]
@@ -63,12 +73,22 @@ def event_body(*keys: str, bucket: str = RAW) -> str:
     )
 
 
-def test_objects_put_into_raw_reach_curated_byte_identical_and_the_queue_empties(clients):
+def empty_queue(sqs, queue) -> None:
+    """Drop what moto's setup sent (s3:TestEvent). PurgeQueue is allowed once a minute: delete instead."""
+    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+# --- through Airflow ----------------------------------------------------------------------------
+
+
+def test_objects_put_into_raw_events_reach_curated_byte_identical_and_the_queue_empties(clients):
     s3, sqs, queue, _ = clients
     bodies = {
-        "a b.json": b'{"x": 1}',
-        "ünï/côdé+plus.json": '{"é": "ü"}'.encode(),
-        "nested/deep/er/file.csv": b"a,b\n1,2\n",
+        "events/a b.json": b'{"x": 1}',
+        "events/ünï/côdé+plus.json": '{"é": "ü"}'.encode(),
+        "events/nested/deep/er/file.csv": b"a,b\n1,2\n",
     }
     for key, body in bodies.items():  # moto sends these through SNS to the queue, like AWS
         s3.put_object(
@@ -79,7 +99,7 @@ def test_objects_put_into_raw_reach_curated_byte_identical_and_the_queue_empties
     assert dag_run.state == "success"
     assert task_states(dag_run)["replay_keys"] == ["skipped"]
     assert curated(s3) == bodies
-    head = s3.head_object(Bucket=CURATED, Key="a b.json")
+    head = s3.head_object(Bucket=CURATED, Key="events/a b.json")
     assert (head["ContentType"], head["Metadata"]) == ("application/json", {"origin": "t"})
     assert queue_depth(sqs, queue) == (0, 0)
 
@@ -95,8 +115,7 @@ def test_raw_events_several_records_and_duplicate_deliveries(clients):
     s3, sqs, queue, _ = clients
     for key in ("one.txt", "two words.txt", "three.txt"):
         s3.put_object(Bucket="conveyor-local-source", Key=key, Body=key.encode())
-    events.receive_available(sqs, queue, 100)  # drop the notifications moto sent for setup
-    sqs.purge_queue(QueueUrl=queue)
+    empty_queue(sqs, queue)
     many = event_body("one.txt", "two words.txt", bucket="conveyor-local-source")
     sqs.send_message(QueueUrl=queue, MessageBody=many)
     sqs.send_message(QueueUrl=queue, MessageBody=event_body("three.txt", bucket="conveyor-local-source"))
@@ -114,35 +133,43 @@ def test_raw_events_several_records_and_duplicate_deliveries(clients):
     assert (summary["messages"], summary["deleted"], summary["copied"]) == (3, 3, 3)
 
 
-def test_a_failed_copy_keeps_only_its_message(clients, no_retries):
+def test_a_failed_copy_keeps_only_its_message(clients, no_retries, monkeypatch):
     s3, sqs, queue, _ = clients
-    s3.put_object(Bucket=RAW, Key="good-1.json", Body=b"1")
-    s3.put_object(Bucket=RAW, Key="good-2.json", Body=b"2")
-    sqs.send_message(QueueUrl=queue, MessageBody=event_body("vanished.json"))  # object is not there
-    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "1"})
+    # The run holds its batch for the queue's visibility timeout; 2 s here, so the kept message
+    # comes back within the test.
+    monkeypatch.setattr("conveyor.resources.QUEUE_VISIBILITY_TIMEOUT_S", 2)
+    s3.put_object(Bucket=RAW, Key="events/good-1.json", Body=b"1")
+    s3.put_object(Bucket=RAW, Key="events/good-2.json", Body=b"2")
+    sqs.send_message(QueueUrl=queue, MessageBody=event_body("events/vanished.json"))  # object is not there
 
     dag_run = run_dag(DAG_ID)
     assert dag_run.state == "failed"
     assert task_states(dag_run)["copy_events"] == ["failed"]
-    assert curated(s3) == {"good-1.json": b"1", "good-2.json": b"2"}
-    [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=2, AttributeNames=["All"])["Messages"]
-    assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"] == "vanished.json"
-    # Received by the run, then again here after the 1 s visibility timeout. A slow machine may let
-    # copy_events receive it once more before the timeout, hence >= 2 rather than == 2.
-    assert int(message["Attributes"]["ApproximateReceiveCount"]) >= 2, (
-        "redelivered after the visibility timeout"
-    )
+    assert curated(s3) == {"events/good-1.json": b"1", "events/good-2.json": b"2"}
+    [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["All"])["Messages"]
+    assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"] == "events/vanished.json"
+    assert int(message["Attributes"]["ApproximateReceiveCount"]) >= 2, "redelivered after the hold"
 
 
-def test_poison_message_is_quarantined_with_its_reason_and_deleted(clients):
+def test_poison_message_is_quarantined_outside_events_and_notifies_no_one(aws, clients):
+    """The quarantine is in curated but outside events/: nothing reaches Snowpipe's topic."""
     s3, sqs, queue, _ = clients
-    s3.put_object(Bucket=RAW, Key="fine.json", Body=b"{}")
+    session = aws["session"]
+    probe = sqs.create_queue(QueueName="probe-curated-events")["QueueUrl"]
+    probe_arn = sqs.get_queue_attributes(QueueUrl=probe, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    session.client("sns").subscribe(
+        TopicArn=aws["topics"]["curated-events"], Protocol="sqs", Endpoint=probe_arn
+    )
+    empty_queue(sqs, probe)
+    s3.put_object(Bucket=RAW, Key="events/fine.json", Body=b"{}")
     sqs.send_message(QueueUrl=queue, MessageBody="this is not an S3 event")
 
     dag_run = run_dag(DAG_ID)
     assert dag_run.state == "success"
     copied = curated(s3)
-    assert copied.pop("fine.json") == b"{}"
+    assert copied.pop("events/fine.json") == b"{}"
     [(key, body)] = copied.items()
     day = dag_run.run_after
     assert key.startswith(f"_quarantine/year={day:%Y}/month={day:%m}/day={day:%d}/")
@@ -150,102 +177,354 @@ def test_poison_message_is_quarantined_with_its_reason_and_deleted(clients):
     assert quarantined["body"] == "this is not an S3 event"
     assert quarantined["reason"].startswith("body is not valid JSON")
     assert queue_depth(sqs, queue) == (0, 0)
+    notified = [
+        json.loads(json.loads(m["Body"])["Message"])
+        for m in sqs.receive_message(QueueUrl=probe, MaxNumberOfMessages=10).get("Messages", [])
+    ]
+    keys = [unquote_plus(r["s3"]["object"]["key"]) for n in notified for r in n.get("Records", [])]
+    assert keys == ["events/fine.json"], "the quarantined message produced no event downstream"
+
+
+def test_manual_replay_copies_the_given_keys(clients):
+    s3, sqs, queue, _ = clients
+    s3.put_object(Bucket=RAW, Key="events/old/a.json", Body=b"a")
+    s3.put_object(Bucket=RAW, Key="events/old/b c.json", Body=b"bc")
+    empty_queue(sqs, queue)  # these events are consumed elsewhere
+    dag_run = run_dag(DAG_ID, replay_keys=["events/old/a.json", "events/old/b c.json"])
+    assert dag_run.state == "success"
+    assert task_states(dag_run)["wait_for_events"] == ["skipped"]
+    assert curated(s3) == {"events/old/a.json": b"a", "events/old/b c.json": b"bc"}
+
+
+def test_replay_of_a_missing_key_or_one_outside_events_fails_naming_it(clients, no_retries):
+    s3, _, _, _ = clients
+    s3.put_object(Bucket=RAW, Key="events/here.json", Body=b"1")
+    s3.put_object(Bucket=RAW, Key="landing/x.json", Body=b"2")
+    dag_run = run_dag(DAG_ID, replay_keys=["events/here.json", "events/not-here.json", "landing/x.json"])
+    assert dag_run.state == "failed"
+    assert task_states(dag_run)["replay_keys"] == ["failed"]
+    assert curated(s3) == {"events/here.json": b"1"}, "the keys that exist are still copied"
+    with pytest.raises(RuntimeError) as raised:
+        copier.copy_keys(s3, RAW, ["events/not-here.json", "landing/x.json"], CURATED, prefix="events/")
+    assert (
+        "2 of 2 replay key(s) not copied: events/not-here.json: 404; landing/x.json: not under events/"
+        in str(raised.value)
+    )
+
+
+def test_a_persistent_error_fails_every_run_and_the_third_failure_pauses_the_dag(clients, no_retries):
+    """@continuous starts run after failing run; max_consecutive_failed_dag_runs stops the loop.
+
+    The runs go through dag.test(); the pause is the check the scheduler makes when a run fails
+    (dag.test() makes it before the failing run's state reaches the database, so it is called
+    here as the scheduler calls it, once the three failures are recorded)."""
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:  # earlier tests' runs would count too; unpause as a user does
+        session.query(DagRun).filter(DagRun.dag_id == DAG_ID).delete()
+    _, sqs, queue, _ = clients
+    sqs.delete_queue(QueueUrl=queue)  # every run now fails: the queue is gone
+    runs = []
+    for attempt in range(3):
+        # Distinct logical dates: dag.test() replaces a run with the same one (None included).
+        runs.append(run_dag(DAG_ID, datetime(2024, 3, 5, tzinfo=UTC) + timedelta(minutes=attempt)))
+    assert [r.state for r in runs] == ["failed"] * 3, "an error fails the run; it is never skipped"
+    assert task_states(runs[-1])["raw_events_queue_url"] == ["failed"]
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    limit = (
+        DagBag(dag_folder=str(ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID).max_consecutive_failed_dag_runs
+    )
+    assert limit == 3
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == DAG_ID).update({"is_paused": False})
+        last = session.query(DagRun).filter(DagRun.run_id == runs[-1].run_id).one()
+        last._check_last_n_dagruns_failed(DAG_ID, limit, session)
+    with create_session() as session:
+        assert session.get(DagModel, DAG_ID).is_paused, "three failed runs in a row pause the DAG"
+
+
+# --- the copier: batches, visibility, deadline, deletes (short visibility timeouts) ------------
 
 
 def test_message_that_keeps_failing_ends_in_the_dead_letter_queue(clients):
     """The redrive policy (maxReceiveCount 5), not our code, moves it: we only never delete it."""
     s3, sqs, queue, dlq = clients
-    events.receive_available(sqs, queue, 100)
-    sqs.purge_queue(QueueUrl=queue)
+    empty_queue(sqs, queue)
     sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "0"})
     sqs.send_message(QueueUrl=queue, MessageBody=event_body("never-there.json"))
     for _ in range(5):  # one delivery per run, as the DAG's sensor receives it
         batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
         assert len(batch) == 1
-        summary = events.copy_and_settle(s3, sqs, queue, batch, CURATED, day=None)
+        summary = copier.copy_and_settle(s3, sqs, queue, batch, CURATED, day=None, hold_seconds=0)
         assert summary["kept"] and not summary["deleted"]
     assert "Messages" not in sqs.receive_message(QueueUrl=queue)  # the 6th receive redrives it
     [dead] = sqs.receive_message(QueueUrl=dlq)["Messages"]
     assert "never-there.json" in dead["Body"]
 
 
+def _slow_copies(s3, seconds: float) -> None:
+    s3.meta.events.register("before-parameter-build.s3.CopyObject", lambda **_: time.sleep(seconds))
+
+
+def test_the_batch_is_hidden_for_the_whole_copy_even_past_the_queue_visibility_timeout(clients):
+    """Visibility timeout 2 s, a copy of 4 s: without the hold a second consumer would receive
+    the message mid-copy and copy it again."""
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "2"})
+    s3.put_object(Bucket=RAW, Key="events/slow.json", Body=b"slow")
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    _slow_copies(s3, 4)
+    seen_elsewhere = []
+
+    def second_consumer():
+        deadline = time.monotonic() + 4.5
+        while time.monotonic() < deadline:
+            seen_elsewhere.extend(sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []))
+
+    other = threading.Thread(target=second_consumer)
+    other.start()
+    summary = copier.copy_and_settle(s3, sqs, queue, messages, CURATED, day=None, hold_seconds=30)
+    other.join()
+    assert summary["copied"] == 1 and summary["deleted"] == 1
+    assert seen_elsewhere == [], "the message reappeared while its copy was running"
+    assert queue_depth(sqs, queue) == (0, 0)
+
+
+def test_a_batch_is_bounded_by_messages_and_by_bytes_and_the_rest_is_released_at_once(clients):
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    for i in range(6):  # events sent by hand, stating 4 MiB each
+        s3.put_object(Bucket=SOURCE, Key=f"b/{i}.bin", Body=b"x")
+        sqs.send_message(QueueUrl=queue, MessageBody=event_body(f"b/{i}.bin", bucket=SOURCE, size=4 * MiB))
+    messages = sqs_helpers.receive_available(sqs, queue, 100)
+    assert len(messages) == 6
+
+    by_count = copier.copy_and_settle(
+        s3, sqs, queue, messages, CURATED, None, budget=copier.Budget(messages=2), hold_seconds=60
+    )
+    assert (by_count["batch"], by_count["copied"], by_count["deleted"], by_count["released"]) == (2, 2, 2, 4)
+    # Released means visible now, not after the 900 s visibility timeout.
+    messages = sqs_helpers.receive_available(sqs, queue, 100)
+    assert len(messages) == 4
+
+    by_bytes = copier.copy_and_settle(
+        s3, sqs, queue, messages, CURATED, None, budget=copier.Budget(bytes=9 * MiB), hold_seconds=60
+    )
+    assert (by_bytes["batch"], by_bytes["deleted"], by_bytes["released"]) == (2, 2, 2), (
+        "4 MiB each, 9 MiB budget"
+    )
+    assert len(sqs_helpers.receive_available(sqs, queue, 100)) == 2
+
+
+def test_copies_past_the_time_budget_are_released_for_the_next_run_not_failed(clients):
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    for i in range(8):
+        s3.put_object(Bucket=SOURCE, Key=f"t/{i}.json", Body=b"x")
+        sqs.send_message(QueueUrl=queue, MessageBody=event_body(f"t/{i}.json", bucket=SOURCE))
+    messages = sqs_helpers.receive_available(sqs, queue, 100)
+    _slow_copies(s3, 0.3)
+    summary = copier.copy_and_settle(
+        s3,
+        sqs,
+        queue,
+        messages,
+        CURATED,
+        None,
+        budget=copier.Budget(seconds=0.5),
+        hold_seconds=60,
+        max_concurrency=1,
+    )
+    assert 1 <= summary["copied"] < 8
+    assert summary["deleted"] == summary["copied"] and summary["released"] == 8 - summary["copied"]
+    assert not summary["failed"] and copier.problems(summary) == []
+    assert len(sqs_helpers.receive_available(sqs, queue, 100)) == 8 - summary["copied"]
+
+
+def test_a_message_deleted_elsewhere_after_receipt_is_not_copied(clients):
+    """Its receipt handle no longer holds the message: the hold fails and the run leaves it alone."""
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    s3.put_object(Bucket=RAW, Key="events/gone.json", Body=b"g")
+    s3.put_object(Bucket=RAW, Key="events/kept.json", Body=b"k")
+    messages = sqs_helpers.receive_available(sqs, queue, 10)
+    assert len(messages) == 2
+    gone = next(m for m in messages if "gone.json" in m["Body"])
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=gone["ReceiptHandle"])
+    summary = copier.copy_and_settle(s3, sqs, queue, messages, CURATED, None, hold_seconds=60)
+    assert curated(s3) == {"events/kept.json": b"k"}
+    assert len(summary["not_held"]) == 1 and gone["MessageId"] in summary["not_held"][0]
+
+
+def test_a_delete_that_sqs_refuses_is_reported_and_fails_the_task(clients):
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    s3.put_object(Bucket=RAW, Key="events/d.json", Body=b"d")
+    messages = sqs_helpers.receive_available(sqs, queue, 10)
+
+    def stale_handle(params, **_):  # as if the handle had gone stale between receipt and delete
+        params["Entries"][0]["ReceiptHandle"] = "stale-" + params["Entries"][0]["ReceiptHandle"][:20]
+
+    sqs.meta.events.register("provide-client-params.sqs.DeleteMessageBatch", stale_handle)
+    summary = copier.copy_and_settle(s3, sqs, queue, messages, CURATED, None, hold_seconds=60)
+    assert summary["copied"] == 1 and summary["deleted"] == 0
+    [failure] = summary["not_deleted"]
+    assert messages[0]["MessageId"] in failure and "ReceiptHandleIsInvalid" in failure
+    [problem] = copier.problems(summary)
+    assert problem.startswith("1 message(s) were processed but SQS did not delete them")
+
+
 def test_large_object_copies_multipart_byte_for_byte_with_metadata(clients):
     s3, sqs, queue, _ = clients
     body = os.urandom(11 * MiB)
     s3.put_object(
-        Bucket=RAW, Key="big/blob.bin", Body=body, ContentType="application/x-blob", Metadata={"k": "v"}
+        Bucket=RAW,
+        Key="events/big/blob.bin",
+        Body=body,
+        ContentType="application/x-blob",
+        Metadata={"k": "v"},
     )
-    messages = events.receive_available(sqs, queue, 100)
-    summary = events.copy_and_settle(
-        s3, sqs, queue, messages, CURATED, day=None, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB
+    messages = sqs_helpers.receive_available(sqs, queue, 100)
+    summary = copier.copy_and_settle(
+        s3,
+        sqs,
+        queue,
+        messages,
+        CURATED,
+        None,
+        hold_seconds=60,
+        multipart_threshold=5 * MiB,
+        multipart_chunksize=5 * MiB,
     )
     assert summary["copied"] == 1 and not summary["failed"]
-    copied = s3.get_object(Bucket=CURATED, Key="big/blob.bin")
+    copied = s3.get_object(Bucket=CURATED, Key="events/big/blob.bin")
     assert hashlib.sha256(copied["Body"].read()).digest() == hashlib.sha256(body).digest()
     assert (copied["ContentType"], copied["Metadata"]) == ("application/x-blob", {"k": "v"})
     assert copied["ETag"].strip('"').endswith("-3"), "copied with UploadPartCopy"
 
 
-def test_manual_replay_copies_the_given_keys(clients):
-    s3, sqs, queue, _ = clients
-    s3.put_object(Bucket=RAW, Key="old/a.json", Body=b"a")
-    s3.put_object(Bucket=RAW, Key="old/b c.json", Body=b"bc")
-    events.receive_available(sqs, queue, 100)  # these events are consumed elsewhere
-    dag_run = run_dag(DAG_ID, replay_keys=["old/a.json", "old/b c.json"])
-    assert dag_run.state == "success"
-    assert task_states(dag_run)["wait_for_events"] == ["skipped"]
-    assert curated(s3) == {"old/a.json": b"a", "old/b c.json": b"bc"}
+# --- the wait in deferrable mode, against a moto server ---------------------------------------
 
 
-def test_replay_of_a_missing_key_fails_naming_it(clients, no_retries):
-    s3, _, _, _ = clients
-    s3.put_object(Bucket=RAW, Key="here.json", Body=b"1")
-    dag_run = run_dag(DAG_ID, replay_keys=["here.json", "not-here.json"])
-    assert dag_run.state == "failed"
-    assert task_states(dag_run)["replay_keys"] == ["failed"]
-    assert curated(s3) == {"here.json": b"1"}, "the keys that exist are still copied"
-    with pytest.raises(RuntimeError, match=r"1 of 2 replay key\(s\) not copied: not-here.json: 404"):
-        events.copy_keys(s3, RAW, ["here.json", "not-here.json"], CURATED)
+class _TI:
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
 
 
-def test_deferrable_sensor_against_a_moto_server(monkeypatch):
-    """The deferrable path uses aiobotocore, which the in-process mock cannot intercept."""
-    from moto.server import ThreadedMotoServer
+def _wait_deferred(sensor, seconds: float):
+    """Run a deferrable sensor as Airflow does: execute() defers; the trigger runs (the
+    triggerer's job) until its first event or the deferral timeout; the worker then resumes the
+    task with the event, or with `__fail__` and the reason the scheduler/triggerer would give."""
+    from airflow.models.trigger import TriggerFailureReason
+    from airflow.sdk.exceptions import TaskDeferred
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    context = {"ti": _TI()}
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    trigger = deferred.value.trigger
+
+    async def first_event():
+        return await anext(trigger.run())
+
     try:
-        endpoint = f"http://127.0.0.1:{port}"
-        session = boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        event = asyncio.run(asyncio.wait_for(first_event(), seconds))
+        method, kwargs = deferred.value.method_name, {"event": event.payload}
+    except TimeoutError:
+        method, kwargs = "__fail__", {"error": TriggerFailureReason.TRIGGER_TIMEOUT}
+    except Exception:
+        method, kwargs = (
+            "__fail__",
+            {"error": TriggerFailureReason.TRIGGER_FAILURE, "traceback": traceback.format_exc()},
         )
+    return sensor.resume_execution(method, kwargs, context), context["ti"]
 
-        class AtEndpoint:
-            region_name = REGION
 
-            def client(self, name):
-                return session.client(name, endpoint_url=endpoint)
+def _sensor(cls=None, **kwargs):
+    from conveyor.events.sensor import EventQueueSensor
 
-        info = provision(AtEndpoint())
-        monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_AWS_DEFAULT",
-            json.dumps({"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": REGION}}),
-        )
-        s3, sqs = AtEndpoint().client("s3"), AtEndpoint().client("sqs")
-        s3.put_object(Bucket=RAW, Key="deferred/x y.json", Body=b"deferred")
+    cls = cls or EventQueueSensor
+    options = {
+        "task_id": "wait_for_events",
+        "max_messages": 10,
+        "num_batches": 1,
+        "wait_time_seconds": 1,
+        "delete_message_on_reception": False,
+        "deferrable": True,
+        "poke_interval": 1,
+        "timeout": 3,
+        **kwargs,
+    }
+    return cls(**options)
 
-        from airflow.dag_processing.dagbag import DagBag
-        from conftest import ROOT
 
-        parsed = DagBag(dag_folder=str(ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID)
-        assert parsed.get_task("wait_for_events").deferrable
+def test_deferred_wait_hands_the_messages_over(moto_server):
+    s3 = moto_server["session"].client("s3")
+    s3.put_object(Bucket=RAW, Key="events/x.json", Body=b"x")
+    queue = moto_server["queues"]["raw-events"]
+    _, ti = _wait_deferred(_sensor(sqs_queue=queue), seconds=30)
+    records = [
+        r
+        for m in ti.pushed["messages"]
+        for r in json.loads(json.loads(m["Body"])["Message"]).get("Records", [])
+    ]
+    assert [unquote_plus(r["s3"]["object"]["key"]) for r in records] == ["events/x.json"]
 
-        dag_run = run_dag(DAG_ID)
-        assert dag_run.state == "success"
-        assert s3.get_object(Bucket=CURATED, Key="deferred/x y.json")["Body"].read() == b"deferred"
-        assert queue_depth(sqs, info["queues"]["raw-events"]) == (0, 0)
-    finally:
-        server.stop()
+
+def test_deferred_wait_fails_on_a_trigger_error_where_soft_fail_would_skip(moto_server):
+    """A queue that does not exist (as AccessDenied or a KMS key would): the run fails."""
+    from airflow.providers.amazon.aws.sensors.sqs import SqsSensor
+    from airflow.sdk.exceptions import AirflowSkipException, TaskDeferralError
+
+    missing = moto_server["queues"]["raw-events"].replace("raw-events", "no-such-queue")
+    with pytest.raises(TaskDeferralError, match=r"TRIGGER_FAILURE|Trigger failure"):
+        _wait_deferred(_sensor(sqs_queue=missing), seconds=30)
+    # What the DAG had before: the provider's soft_fail turns the same error into a silent skip.
+    with pytest.raises(AirflowSkipException):
+        _wait_deferred(_sensor(SqsSensor, sqs_queue=missing, soft_fail=True), seconds=30)
+
+
+def test_deferred_wait_skips_after_a_quiet_period(moto_server):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    sqs = moto_server["session"].client("sqs")
+    queue = moto_server["queues"]["raw-events"]
+    empty_queue(sqs, queue)
+    with pytest.raises(AirflowSkipException, match="no message on the queue within 3s"):
+        _wait_deferred(_sensor(sqs_queue=queue), seconds=3)
+
+
+def test_poke_mode_wait_skips_after_a_quiet_period_and_fails_on_an_error(moto_server):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    sqs = moto_server["session"].client("sqs")
+    queue = moto_server["queues"]["raw-events"]
+    empty_queue(sqs, queue)
+    with pytest.raises(AirflowSkipException, match="no message on the queue"):
+        _sensor(sqs_queue=queue, deferrable=False, timeout=2).execute({"ti": _TI()})
+    missing = queue.replace("raw-events", "no-such-queue")
+    with pytest.raises(Exception, match=r"NonExistentQueue|does not exist"):
+        _sensor(sqs_queue=missing, deferrable=False, timeout=2).execute({"ti": _TI()})
+
+
+def test_the_dag_runs_deferred_end_to_end_against_a_moto_server(moto_server, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    s3, sqs = moto_server["session"].client("s3"), moto_server["session"].client("sqs")
+    s3.put_object(Bucket=RAW, Key="events/deferred/x y.json", Body=b"deferred")
+    parsed = DagBag(dag_folder=str(ROOT / "dags" / f"{DAG_ID}.py")).get_dag(DAG_ID)
+    assert parsed.get_task("wait_for_events").deferrable
+
+    dag_run = run_dag(DAG_ID)
+    assert dag_run.state == "success"
+    assert s3.get_object(Bucket=CURATED, Key="events/deferred/x y.json")["Body"].read() == b"deferred"
+    assert queue_depth(sqs, moto_server["queues"]["raw-events"]) == (0, 0)

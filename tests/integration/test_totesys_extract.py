@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,9 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, run_dag, task_states
 
-from conveyor import extract, totesys
-from conveyor.extract import SourceUnavailable, TableSpec
-from conveyor.ingestion import ConfigError
+from conveyor import postgres
+from conveyor.config import ConfigError
+from conveyor.postgres import SourceUnavailable
+from conveyor.totesys import extract, tables, windows
+from conveyor.totesys.tables import TableSpec
+from conveyor_local import totesys_data as totesys
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +47,13 @@ def read_rows(s3, key: str) -> list[dict]:
 
 
 def run_window(db, s3, spec, window, **options) -> tuple[dict, list[dict]]:
-    result = extract.extract_table(db, s3, BUCKET, spec, extract.catalog_columns(db, spec), window, **options)
+    result = extract.extract_table(db, s3, BUCKET, spec, tables.catalog_columns(db, spec), window, **options)
     return result, (read_rows(s3, result["key"]) if result["key"] else [])
 
 
 def make_events_table(db) -> None:
     db.execute(
-        "CREATE TABLE event (event_id serial PRIMARY KEY, label text, last_updated timestamp NOT NULL)"
+        "CREATE TABLE event (event_id serial PRIMARY KEY, label text, day date, last_updated timestamp NOT NULL)"
     )
     db.commit()
 
@@ -66,17 +70,17 @@ def test_rows_on_window_boundaries_are_extracted_exactly_once(db, s3):
     """Rows keep arriving at the boundary timestamp between runs; each lands in exactly one run."""
     make_events_table(db)
     interval = timedelta(minutes=3)
-    w1 = extract.extract_window(T1, T1 + interval, LAG)
-    w2 = extract.extract_window(T1 + interval, T1 + 2 * interval, LAG)
-    w3 = extract.extract_window(T1 + 2 * interval, T1 + 3 * interval, LAG)
-    boundary = w1[1]  # == w2[0]
+    w1 = windows.extract_window(T1, T1 + interval, LAG)
+    w2 = windows.extract_window(T1 + interval, T1 + 2 * interval, LAG)
+    w3 = windows.extract_window(T1 + 2 * interval, T1 + 3 * interval, LAG)
+    boundary = w1.end  # == w2.start
 
     insert(db, boundary - timedelta(microseconds=1), ["b-just-before"])
     insert(db, boundary, ["a1-at-boundary", "a2-at-boundary"])
     _, run1 = run_window(db, s3, EVENTS, w1)
     insert(db, boundary, ["c-at-boundary-after-run-1"])  # same timestamp, after run 1
     insert(db, boundary + timedelta(seconds=1), ["d-later"])
-    insert(db, w2[1], ["e-at-next-boundary"])
+    insert(db, w2.end, ["e-at-next-boundary"])
     _, run2 = run_window(db, s3, EVENTS, w2)
     _, run3 = run_window(db, s3, EVENTS, w3)
 
@@ -98,13 +102,13 @@ def test_late_committing_row_is_picked_up_thanks_to_the_lag(db, s3):
     interval = timedelta(minutes=3)
     late_stamp = T1 + interval - timedelta(seconds=30)
 
-    _, run1 = run_window(db, s3, EVENTS, extract.extract_window(T1, T1 + interval, LAG))
+    _, run1 = run_window(db, s3, EVENTS, windows.extract_window(T1, T1 + interval, LAG))
     insert(db, late_stamp, ["late"])  # commits after run 1 ran
-    _, run2 = run_window(db, s3, EVENTS, extract.extract_window(T1 + interval, T1 + 2 * interval, LAG))
+    _, run2 = run_window(db, s3, EVENTS, windows.extract_window(T1 + interval, T1 + 2 * interval, LAG))
     assert run1 == [] and [r["label"] for r in run2] == ["late"]
 
     # Without the lag the same sequence loses it: run 1's window already covered its timestamp.
-    no_lag_2 = extract.extract_window(T1 + interval, T1 + 2 * interval, timedelta(0))
+    no_lag_2 = windows.extract_window(T1 + interval, T1 + 2 * interval, timedelta(0))
     _, lost = run_window(db, s3, EVENTS, no_lag_2)
     assert lost == []
 
@@ -137,7 +141,7 @@ def test_types_survive_exactly(db, s3):
     )
     db.commit()
     spec = TableSpec("typed", "typed_id", "last_updated")
-    result, extracted = run_window(db, s3, spec, extract.extract_window(T1 - timedelta(minutes=3), T1, LAG))
+    result, extracted = run_window(db, s3, spec, windows.extract_window(T1 - timedelta(minutes=3), T1, LAG))
     assert result["rows"] == 2
     assert (
         result["schema"]["amount"] == "decimal128(20, 6)"
@@ -161,7 +165,7 @@ def test_csv_output_and_full_snapshot(db, s3):
     make_events_table(db)
     insert(db, T1 - timedelta(days=30), ["old"])
     insert(db, T1 - timedelta(minutes=2), ["new"])
-    window = extract.extract_window(T1 - timedelta(minutes=3), T1, LAG)
+    window = windows.extract_window(T1 - timedelta(minutes=3), T1, LAG)
     delta, rows = run_window(db, s3, EVENTS, window, fmt="csv")
     assert delta["key"].endswith(".csv") and [r["label"] for r in rows] == ["new"]
     snapshot, rows = run_window(db, s3, EVENTS, window, full_snapshot=True)
@@ -170,8 +174,8 @@ def test_csv_output_and_full_snapshot(db, s3):
 
 def test_empty_delta_writes_no_file_and_removes_a_stale_one(db, s3):
     make_events_table(db)
-    window = extract.extract_window(T1, T1 + timedelta(minutes=3), LAG)
-    insert(db, window[0], ["x"])
+    window = windows.extract_window(T1, T1 + timedelta(minutes=3), LAG)
+    insert(db, window.start, ["x"])
     first, _ = run_window(db, s3, EVENTS, window)
     assert first["rows"] == 1
     db.execute("UPDATE event SET last_updated = last_updated + interval '1 day'")  # moved out of the window
@@ -189,9 +193,9 @@ def test_backfill_of_several_intervals_equals_one_run_over_their_union(db, s3):
     starts = [T1 - timedelta(days=30) + i * step for i in range(10)]
     pieces = []
     for start in starts:
-        _, rows = run_window(db, s3, spec, extract.extract_window(start, start + step, LAG))
+        _, rows = run_window(db, s3, spec, windows.extract_window(start, start + step, LAG))
         pieces += rows
-    _, union = run_window(db, s3, spec, extract.extract_window(starts[0], starts[-1] + step, LAG))
+    _, union = run_window(db, s3, spec, windows.extract_window(starts[0], starts[-1] + step, LAG))
     key = lambda r: r["sales_order_id"]  # noqa: E731
     assert sorted(pieces, key=key) == sorted(union, key=key)
     assert len(union) == len({r["sales_order_id"] for r in union}) > 0
@@ -207,10 +211,9 @@ def test_another_schema_is_ingested_by_config_alone(db, s3):
         (T1 - timedelta(minutes=2), T1 + timedelta(hours=1)),
     )
     db.commit()
-    _, [spec] = extract.parse_tables_config(
+    [spec] = tables.parse_tables_config(
         json.dumps(
             {
-                "source": "plant",
                 "tables": [
                     {
                         "name": "sensor_reading",
@@ -222,7 +225,7 @@ def test_another_schema_is_ingested_by_config_alone(db, s3):
             }
         )
     )
-    result, rows = run_window(db, s3, spec, extract.extract_window(T1 - timedelta(minutes=3), T1, LAG))
+    result, rows = run_window(db, s3, spec, windows.extract_window(T1 - timedelta(minutes=3), T1, LAG))
     assert rows == [{"reading_no": 1, "value": Decimal("1.250"), "modified_at": T1 - timedelta(minutes=2)}]
     assert list(result["schema"]) == ["reading_no", "value", "modified_at"]
 
@@ -237,14 +240,25 @@ def test_another_schema_is_ingested_by_config_alone(db, s3):
             TableSpec("event", "event_id", "last_updated", ("event_id", "colour", "last_updated")),
             "no column(s) 'colour'",
         ),
-        (TableSpec("event", "event_id", "label"), "cursor 'label' has type text"),
+        (
+            TableSpec("event", "event_id", "label"),
+            "field 'cursor': column 'label' is text; the cursor must be a timestamp",
+        ),
+        (
+            TableSpec("event", "event_id", "day"),
+            "field 'cursor': column 'day' is date; the cursor must be a timestamp",
+        ),
+        (
+            TableSpec("event", "event_id", "event_id"),
+            "column 'event_id' is integer; the cursor must be a timestamp",
+        ),
         (TableSpec('event"; DROP TABLE event; --', "event_id", "last_updated"), "no such table"),
     ],
 )
 def test_wrong_names_fail_with_a_clear_message(db, spec, message):
     make_events_table(db)
     with pytest.raises(ConfigError) as raised:
-        extract.catalog_columns(db, spec)
+        tables.catalog_columns(db, spec)
     assert message in str(raised.value)
     assert db.execute("SELECT count(*) FROM event").fetchone() == (0,), "the table is still there"
 
@@ -259,24 +273,55 @@ def test_unreachable_database_fails_with_a_clear_message(monkeypatch, tmp_path):
     with pytest.raises(
         SourceUnavailable, match=r"cannot connect to 'totesys_db' \(host .*, port 5999, database totesys\)"
     ):
-        extract.connect("totesys_db")
+        postgres.connect("totesys_db")
 
 
-def test_statement_timeout_fails_with_a_clear_message(pg_database, s3):
-    with extract.connect("totesys_db", statement_timeout=timedelta(milliseconds=200)) as conn:
+def _with_extra(monkeypatch, **extra) -> None:
+    connection = json.loads(os.environ["AIRFLOW_CONN_TOTESYS_DB"])
+    monkeypatch.setenv("AIRFLOW_CONN_TOTESYS_DB", json.dumps({**connection, "extra": extra}))
+
+
+def test_connection_extras_are_honoured(pg_database, monkeypatch):
+    """Built through PostgresHook: what the Airflow connection says is what the session gets."""
+    _with_extra(monkeypatch, application_name="conveyor-test", options="-c work_mem=7MB")
+    with postgres.connect("totesys_db") as conn:
+        assert conn.execute(
+            "SELECT current_setting('application_name'), current_setting('work_mem')"
+        ).fetchone() == (
+            "conveyor-test",
+            "7MB",
+        )
+    # An extra that the server cannot satisfy fails the connection, naming it. (sslmode works the
+    # same way over TCP; the embedded Postgres listens on a Unix socket, where libpq has no TLS.)
+    _with_extra(monkeypatch, target_session_attrs="read-only")
+    with pytest.raises(SourceUnavailable, match=r"cannot connect to 'totesys_db' .*read-only"):
+        postgres.connect("totesys_db")
+
+
+def test_statement_timeout_and_time_zone_are_session_settings(pg_database):
+    with postgres.connect("totesys_db", statement_timeout=timedelta(seconds=2)) as conn:
+        conn.execute("SET LOCAL statement_timeout = '1h'")
+        conn.rollback()  # a transaction's own settings end with it; the session's stay
+        assert conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('TimeZone')"
+        ).fetchone() == (
+            "2s",
+            "UTC",
+        )
+
+
+def test_a_statement_over_the_timeout_fails_with_a_clear_message(pg_database, s3):
+    """Two seconds against ten minutes: the timeout, not the machine's load, decides."""
+    with postgres.connect("totesys_db", statement_timeout=timedelta(seconds=2)) as conn:
         conn.execute("CREATE TABLE slow (slow_id int PRIMARY KEY, last_updated timestamp)")
-        conn.execute("CREATE VIEW slow_v AS SELECT s.*, (SELECT 1 FROM pg_sleep(1)) AS z FROM slow s")
+        conn.execute("CREATE VIEW slow_v AS SELECT s.*, (SELECT 1 FROM pg_sleep(600)) AS z FROM slow s")
         conn.execute("INSERT INTO slow VALUES (1, %s)", (datetime(2024, 3, 5, 19, 58),))
         conn.commit()
         spec = TableSpec("slow_v", "slow_id", "last_updated")
+        columns = tables.catalog_columns(conn, spec)
         with pytest.raises(SourceUnavailable, match="'slow_v' was cancelled by statement_timeout"):
             extract.extract_table(
-                conn,
-                s3,
-                BUCKET,
-                spec,
-                extract.catalog_columns(conn, spec),
-                extract.extract_window(T1 - timedelta(minutes=3), T1, LAG),
+                conn, s3, BUCKET, spec, columns, windows.extract_window(T1 - timedelta(minutes=3), T1, LAG)
             )
 
 
@@ -315,7 +360,7 @@ def test_dag_initial_snapshot_then_delta(totesys_db, s3):
     [address] = [t for t in manifest["tables"] if t["table"] == "address"]
     assert address["key"] is None, "an empty delta is recorded in the manifest, with no file"
     [sales] = [t for t in manifest["tables"] if t["table"] == "sales_order"]
-    assert sales["key"] == "sales_order/2024/03/05/2002/sales_order-20240305T200200Z.parquet"
+    assert sales["key"] == "sales_order/2024/03/05/2002/sales_order-20240305T195900Z-20240305T200200Z.parquet"
     assert sales["schema"]["unit_price"] == "decimal128(10, 2)"
     assert len(read_rows(s3, sales["key"])) == changed["sales_order"]
 
@@ -341,3 +386,109 @@ def test_dag_with_the_database_down_fails_the_extract(s3, monkeypatch, tmp_path,
     dag_run = run_dag("totesys_etl", T1)
     assert dag_run.state == "failed"
     assert task_states(dag_run)["tables_to_extract"] == ["failed"]
+
+
+# --- scheduled runs, pauses, old intervals ---------------------------------------------------
+
+
+def _scheduled_run(*, dag, logical_date, data_interval, run_after, conf, start_date, session, **_):
+    """dag.test()'s get_or_create_dagrun, creating the run as the scheduler does: `scheduled`."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import select
+
+    existing = session.scalar(
+        select(DagRun).where(DagRun.dag_id == dag.dag_id, DagRun.logical_date == logical_date)
+    )
+    if existing:  # as dag.test() does: a run for the same logical date is replaced
+        session.delete(existing)
+        session.commit()
+    return dag.create_dagrun(
+        run_id=DagRun.generate_run_id(
+            run_type=DagRunType.SCHEDULED, logical_date=logical_date, run_after=run_after
+        ),
+        logical_date=logical_date,
+        data_interval=data_interval,
+        run_after=run_after,
+        conf=conf,
+        run_type=DagRunType.SCHEDULED,
+        state="running",
+        triggered_by=DagRunTriggeredByType.TIMETABLE,
+        start_date=start_date,
+        session=session,
+    )
+
+
+def run_scheduled(dag_id: str, logical_date: datetime):
+    """A run through dag.test() (tasks, XCom, metadata DB as usual) that is `scheduled`, as the
+    scheduler's runs are: dag.test() itself always creates manual runs, and the run type is what
+    decides the window."""
+    from unittest import mock
+
+    with mock.patch("airflow.models.dagrun.get_or_create_dagrun", _scheduled_run):
+        return run_dag(dag_id, logical_date)
+
+
+def _touch(db, sales_order_id: int, at: datetime) -> tuple[int, datetime]:
+    naive = at.astimezone(UTC).replace(tzinfo=None)
+    db.execute(
+        "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = %s WHERE sales_order_id = %s",
+        (naive, sales_order_id),
+    )
+    db.commit()
+    return sales_order_id, naive
+
+
+def _sales_rows(s3, dag_run) -> list[tuple[int, datetime]]:
+    [sales] = [t for t in manifest_of(s3, dag_run)["tables"] if t["table"] == "sales_order"]
+    return (
+        [(r["sales_order_id"], r["last_updated"]) for r in read_rows(s3, sales["key"])]
+        if sales["key"]
+        else []
+    )
+
+
+def test_scheduled_runs_after_a_pause_extract_the_skipped_intervals_exactly_once(totesys_db, s3):
+    """Scheduled runs at t0 and t1, a pause (catchup=False: the scheduler skips t2-t4), then t5:
+    every row updated during the pause arrives exactly once."""
+    at = lambda minutes, seconds=0: T1 + timedelta(minutes=minutes, seconds=seconds)  # noqa: E731
+    updates = [_touch(totesys_db, 1, at(-2))]  # window of t0: [19:56, 19:59)
+    t0 = run_scheduled("totesys_etl", at(0))
+    updates.append(_touch(totesys_db, 2, at(1)))  # window of t1: [19:59, 20:02)
+    t1 = run_scheduled("totesys_etl", at(3))
+    # Paused: the intervals ending 20:06, 20:09, 20:12 and 20:15 never run.
+    updates += [_touch(totesys_db, 3, at(3)), _touch(totesys_db, 4, at(7)), _touch(totesys_db, 5, at(13, 59))]
+    updates.append(_touch(totesys_db, 6, at(15)))  # t5's own window: [20:14, 20:17)
+    t5 = run_scheduled("totesys_etl", at(18))
+
+    assert [r.state for r in (t0, t1, t5)] == ["success"] * 3
+    assert [r.run_type for r in (t0, t1, t5)] == ["scheduled"] * 3
+    assert manifest_of(s3, t5)["window"] == ["2024-03-05T20:02:00+00:00", "2024-03-05T20:17:00+00:00"]
+    extracted = _sales_rows(s3, t0) + _sales_rows(s3, t1) + _sales_rows(s3, t5)
+    assert sorted(extracted) == sorted(updates), "each update once: none lost in the pause, none twice"
+
+
+def test_a_manual_run_takes_exactly_its_interval_and_leaves_the_watermark(totesys_db, s3):
+    assert run_scheduled("totesys_etl", T1 + timedelta(minutes=18)).state == "success"  # watermark: 20:17
+    touched = _touch(totesys_db, 7, T1 + timedelta(minutes=3))
+    manual = run_dag("totesys_etl", T1 + timedelta(minutes=6))  # interval [20:03, 20:06)
+    assert manual.state == "success"
+    assert manifest_of(s3, manual)["window"] == ["2024-03-05T20:02:00+00:00", "2024-03-05T20:05:00+00:00"]
+    assert _sales_rows(s3, manual) == [touched]
+    assert windows.read_watermark(s3, BUCKET, "totesys_etl") == T1 + timedelta(minutes=17)
+
+
+def test_an_interval_before_any_start_date_is_extracted_not_skipped(totesys_db, s3):
+    """`airflow dags test totesys_etl 2021-06-01T00:30:00+00:00` used to "succeed" running no task."""
+    old = datetime(2021, 6, 1, 0, 30, tzinfo=UTC)
+    touched = _touch(totesys_db, 8, old - timedelta(minutes=2, seconds=30))  # in [00:26, 00:29)
+    dag_run = run_dag("totesys_etl", old)
+    assert dag_run.state == "success"
+    assert set(task_states(dag_run)) == {
+        "plan_window",
+        "tables_to_extract",
+        "extract_table",
+        "write_manifest",
+    }
+    assert all(state == "success" for states in task_states(dag_run).values() for state in states)
+    assert _sales_rows(s3, dag_run) == [touched]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from conveyor import events
-from conveyor.events import ObjectCreated, PoisonMessage
+from conveyor.events import parsing as events
+from conveyor.events.parsing import ObjectCreated, PoisonMessage
 
 
 def record(

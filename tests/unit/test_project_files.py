@@ -68,7 +68,7 @@ def test_docker_compose_matches_the_local_stack():
     for conn_id in (resources.AWS_CONN_ID, resources.TOTESYS_CONN_ID, resources.WAREHOUSE_CONN_ID):
         assert f"AIRFLOW_CONN_{conn_id.upper()}" in env
     assert env["AIRFLOW_VAR_CONVEYOR_RESOURCE_PREFIX"] == resources.DEFAULT_PREFIX
-    assert "conveyor.local provision" in airflow["command"]
+    assert "conveyor_local provision" in airflow["command"]
     for mount in airflow["volumes"]:
         host = mount.split(":")[0]
         assert (ROOT / host).exists(), f"compose mounts {host}, which does not exist"

@@ -39,10 +39,11 @@ locals {
     for level in ["read", "write", "write-delete"] :
     level => [for b in values(var.bucket_access) : b.arn if b.level == level]
   }
+  # write-delete: inbound_to_stage copies and deletes exact object versions (*ObjectVersion).
   object_actions = {
     read         = ["s3:GetObject", "s3:GetObjectTagging"]
     write        = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
-    write-delete = ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:DeleteObject"]
+    write-delete = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:DeleteObject", "s3:DeleteObjectVersion"]
   }
 }
 
@@ -118,7 +119,7 @@ data "aws_iam_policy_document" "execution" {
   # --- What the DAGs do ---
   statement {
     sid       = "ListDataBuckets"
-    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation", "s3:GetBucketVersioning"]
     resources = [for b in values(var.bucket_access) : b.arn]
   }
 

@@ -1,7 +1,7 @@
 """`make demo`: put sample files in place on the local stack, run the pipelines through Airflow,
 and print what landed where.
 
-    python -m conveyor.demo [--date 2024-03-05T20:00:00+00:00]
+    python -m conveyor_local.demo [--date 2024-03-05T20:00:00+00:00]
 
 Expects the stack to be up (`make demo` runs `make services` first).
 """
@@ -19,9 +19,8 @@ from pathlib import Path
 
 import boto3
 
-from conveyor import sample_data
-from conveyor.local import stack
-from conveyor.local.provision import NOTIFICATIONS_INBOX
+from conveyor_local import sample_data, stack
+from conveyor_local.provision import NOTIFICATIONS_INBOX
 
 DEFAULT_DATE = "2024-03-05T20:00:00+00:00"
 
@@ -100,8 +99,10 @@ def s3_event_copy(info: dict) -> None:
     }
     for key, body in drops.items():
         s3.put_object(Bucket=raw, Key=key, Body=body, ContentType="application/json")
-    print(f"• put {len(drops)} objects in s3://{raw}/events/ (the raw bucket also holds step 1's files);")
-    print("  S3 notified the raw-events SNS topic, which delivered to the raw-events SQS queue")
+    print(f"• put {len(drops)} objects in s3://{raw}/events/; S3 notified the raw-events SNS topic, which")
+    print(
+        "  delivered to the raw-events SQS queue (step 1's landing/ files notify no one: only events/ does)"
+    )
     seconds = run_dag("s3_event_copy", DEFAULT_DATE)
     print(f"• ran s3_event_copy through Airflow in {seconds:.1f}s")
     landed = [o["Key"] for o in s3.list_objects_v2(Bucket=curated).get("Contents", [])]
@@ -109,9 +110,9 @@ def s3_event_copy(info: dict) -> None:
         QueueUrl=info["queues"]["raw-events"], AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]["ApproximateNumberOfMessages"]
     from_step_1 = [k for k in landed if k.startswith("landing/")]
-    print(
-        f"  s3://{curated}/ holds {len(landed)} objects: {len(from_step_1)} copied from step 1's landing/ files, and"
-    )
+    if from_step_1:
+        raise SystemExit(f"the nightly landing/ files reached curated: {from_step_1[:3]}")
+    print(f"  s3://{curated}/ holds {len(landed)} objects, exactly the events/ drops:")
     for key, body in drops.items():
         same = s3.get_object(Bucket=curated, Key=key)["Body"].read() == body
         print(f"    {key}  ({'byte-identical' if same else 'DIFFERENT from raw'})")
@@ -138,7 +139,8 @@ def retail(info: dict, logical_date: str) -> None:
 def totesys_etl(info: dict) -> None:
     import psycopg
 
-    from conveyor import extract, totesys
+    from conveyor.totesys import windows
+    from conveyor_local import totesys_data as totesys
 
     state = stack.load_state()
     first, second = "2024-03-05T20:00:00+00:00", "2024-03-05T20:03:00+00:00"
@@ -153,12 +155,12 @@ def totesys_etl(info: dict) -> None:
     s3, _ = _clients(info)
 
     def rows_of(logical_date: str, seconds: float, label: str) -> dict[str, int]:
-        # `airflow dags test` at D runs the interval ending at D; the window ends `lag` earlier.
-        window_end = datetime.fromisoformat(logical_date) - timedelta(seconds=60)
+        # `airflow dags test` at D runs the interval ending at D (3 minutes): a manual run takes
+        # exactly that interval, shifted back by the 60 s lag.
+        end = datetime.fromisoformat(logical_date)
+        window = windows.extract_window(end - timedelta(minutes=3), end, timedelta(seconds=60))
         bucket = info["buckets"]["ingestion"]
-        manifest = json.loads(
-            s3.get_object(Bucket=bucket, Key=extract.manifest_key(window_end))["Body"].read()
-        )
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=windows.manifest_key(window))["Body"].read())
         print(f"• {label} in {seconds:.1f}s, window {manifest['window'][0]} → {manifest['window'][1]}")
         return {t["table"]: t["rows"] for t in manifest["tables"]}
 
@@ -176,7 +178,7 @@ def totesys_etl(info: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conveyor.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m conveyor_local.demo", description=__doc__)
     parser.add_argument("--date", default=DEFAULT_DATE, help="logical date of the runs (default %(default)s)")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     totesys_etl(info)
     print(
         f"\nDemo finished in {time.monotonic() - started:.0f}s. Explore: `make airflow` (UI), "
-        "`source .local/env.sh`, `python -m conveyor.local describe`."
+        "`source .local/env.sh`, `python -m conveyor_local describe`."
     )
     return 0
 

@@ -18,11 +18,13 @@ NOTIFICATIONS_INBOX = "notifications-inbox"
 
 
 def _create_bucket(s3, bucket: str, region: str) -> None:
+    """A versioned bucket, as Terraform's storage module makes every bucket."""
     kwargs = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(**kwargs)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
 def _create_queue(sqs, name: str, attributes: dict) -> tuple[str, str]:
@@ -87,9 +89,9 @@ def provision(session, names: Names | None = None) -> dict:
     _subscribe(sns, sqs, topics["notifications"], inbox_url, inbox_arn)
     queues[NOTIFICATIONS_INBOX] = inbox_url
 
-    # Bucket notifications (resources.BUCKET_NOTIFICATIONS): raw -> raw-events (s3_event_copy),
-    # curated -> curated-events and stage -> stage-events (Snowpipe auto-ingest). Topic policies
-    # let only the one bucket publish.
+    # Bucket notifications (resources.BUCKET_NOTIFICATIONS), scoped by prefix: raw events/ ->
+    # raw-events (s3_event_copy), curated events/ -> curated-events and stage user/, transactions/
+    # -> stage-events (Snowpipe auto-ingest). Topic policies let only the one bucket publish.
     for bucket_kind, (topic_kind, prefixes) in resources.BUCKET_NOTIFICATIONS.items():
         topic_arn = topics[topic_kind]
         sns.set_topic_attributes(

@@ -23,8 +23,8 @@ import urllib.request
 from pathlib import Path
 
 from conveyor import resources
-from conveyor.local.provision import provision
 from conveyor.paths import PROJECT_ROOT
+from conveyor_local.provision import provision
 
 DATABASES = ("totesys", "warehouse")
 ACCESS_KEY = "testing"  # moto accepts any key; these are not secrets

@@ -1,10 +1,10 @@
 """`make bench`: each figure is a ratio against a baseline measured in the same run.
 
-    python -m conveyor.bench [--objects 2000] [--events 20000] [--rounds 2]
+    python -m conveyor_local.bench [--objects 2000] [--events 20000] [--rounds 2]
 
 1. The copy engine vs a plain boto3 thread pool of `copy_object` calls of the same width, copying
    the same small objects on the same moto server (best of `rounds` each, interleaved).
-2. S3 events parsed per second by `conveyor.events.parse_messages` vs the bare minimum of work
+2. S3 events parsed per second by `conveyor.events.parsing.parse_messages` vs the bare minimum of work
    (two `json.loads` per SNS-wrapped message).
 3. The ToteSys extract of 1,000,000 rows to Parquet in a (moto) bucket vs `COPY (SELECT ...) TO
    STDOUT` into a local file (the limit) and vs `pandas.read_sql` + `to_csv` (the old system);
@@ -27,9 +27,9 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from conveyor import events
-from conveyor.copying import DEFAULT_MAX_CONCURRENCY, CopyRequest, copy_objects, list_objects
-from conveyor.local.stack import free_port
+from conveyor.events.parsing import parse_messages
+from conveyor.s3 import DEFAULT_MAX_CONCURRENCY, CopyRequest, copy_objects, list_objects
+from conveyor_local.stack import free_port
 
 REGION = "eu-west-2"
 
@@ -127,7 +127,7 @@ def bench_parsing(count: int) -> dict:
 
     parsed: list = []
     base = min(_timed(minimum) for _ in range(3))
-    ours = min(_timed(lambda: parsed.append(events.parse_messages(messages))) for _ in range(3))
+    ours = min(_timed(lambda: parsed.append(parse_messages(messages))) for _ in range(3))
     assert all(len(p.objects) == 1 for p in parsed[0])
     return {"baseline_s": base, "engine_s": ours, "per_second": count / ours}
 
@@ -178,25 +178,25 @@ def _s3(endpoint: str):
 def _extract(dsn: str, endpoint: str, window, full: bool = False) -> dict:
     import psycopg
 
-    from conveyor import extract
+    from conveyor.totesys import extract, tables, windows
 
-    spec = extract.TableSpec("bench_order", "bench_order_id", "last_updated")
+    spec = tables.TableSpec("bench_order", "bench_order_id", "last_updated")
     with psycopg.connect(dsn) as conn:
         return extract.extract_table(
             conn,
             _s3(endpoint),
             "bench",
             spec,
-            extract.catalog_columns(conn, spec),
-            window,
+            tables.catalog_columns(conn, spec),
+            windows.Window(*window),
             full_snapshot=full,
         )
 
 
 def _child_peak_rss(args: list[str]) -> int:
-    """Peak RSS (bytes) of `python -m conveyor.bench <args>` run in a child process."""
+    """Peak RSS (bytes) of `python -m conveyor_local.bench <args>` run in a child process."""
     out = subprocess.run(
-        [sys.executable, "-m", "conveyor.bench", *args], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "conveyor_local.bench", *args], check=True, capture_output=True, text=True
     )
     return int(out.stdout.strip().splitlines()[-1])
 
@@ -285,7 +285,7 @@ def bench_extract(rows: int, big: int, delta: int) -> dict:
 
 
 def rss_probe(dsn: str, endpoint: str, idle: bool, rows: int | None) -> int:
-    from conveyor import extract  # noqa: F401  (same imports as the extract, for the idle figure)
+    from conveyor.totesys import extract  # noqa: F401  (same imports as the extract, for the idle figure)
 
     if not idle:
         if rows:  # the first `rows` cursor values (one per millisecond)
@@ -302,7 +302,7 @@ def rss_probe(dsn: str, endpoint: str, idle: bool, rows: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conveyor.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m conveyor_local.bench", description=__doc__)
     parser.add_argument("--objects", type=int, default=2_000)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
@@ -348,7 +348,7 @@ def bench_parsing_report(args) -> None:
         f"   baseline: json.loads x2 only          {parsing['baseline_s']:7.3f}s  {args.events / parsing['baseline_s']:10,.0f} events/s"
     )
     print(
-        f"   conveyor events.parse_messages        {parsing['engine_s']:7.3f}s  {parsing['per_second']:10,.0f} events/s"
+        f"   conveyor parse_messages               {parsing['engine_s']:7.3f}s  {parsing['per_second']:10,.0f} events/s"
     )
     print(f"   ratio (engine speed / baseline):      {parsing['baseline_s'] / parsing['engine_s']:.2f}x")
 

@@ -7,8 +7,10 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from conveyor import ingestion
-from conveyor.ingestion import ConfigError, Dataset
+from conveyor.config import ConfigError
+from conveyor.keys import utc_date
+from conveyor.nightly import ingest as ingestion
+from conveyor.nightly.ingest import Dataset
 
 GOOD = {
     "name": "movies",
@@ -81,14 +83,12 @@ def test_select_datasets():
         ingestion.select_datasets(datasets, ["tags"])
 
 
-def test_transfer_date_is_utc_date_of_interval_end():
-    assert ingestion.transfer_date(datetime(2024, 3, 5, 20, 0, tzinfo=UTC)) == date(2024, 3, 5)
+def test_transfer_date_is_the_utc_date_of_the_interval_end():
+    assert utc_date(datetime(2024, 3, 5, 20, 0, tzinfo=UTC)) == date(2024, 3, 5)
     # 01:30 on the 6th in UTC+3 is still the 5th in UTC.
-    assert ingestion.transfer_date(datetime(2024, 3, 6, 1, 30, tzinfo=timezone(timedelta(hours=3)))) == date(
-        2024, 3, 5
-    )
+    assert utc_date(datetime(2024, 3, 6, 1, 30, tzinfo=timezone(timedelta(hours=3)))) == date(2024, 3, 5)
     with pytest.raises(ValueError, match="timezone-aware"):
-        ingestion.transfer_date(datetime(2024, 3, 5, 20, 0))
+        utc_date(datetime(2024, 3, 5, 20, 0))
 
 
 @pytest.mark.parametrize(
@@ -123,41 +123,8 @@ def test_target_key_refuses_keys_outside_the_prefix():
         ingestion.target_key(dataset, "movielens/movies_old/m.csv", date(2024, 3, 5))
 
 
-@pytest.mark.parametrize(
-    ("uri", "ok"),
-    [
-        ("s3://bucket/key.json", True),
-        ("s3://bucket/", False),
-        ("https://x/y", False),
-        ("s3:/bucket/k", False),
-    ],
-)
-def test_parse_s3_uri(uri, ok):
-    if ok:
-        assert ingestion.parse_s3_uri(uri) == ("bucket", "key.json")
-    else:
-        with pytest.raises(ConfigError, match="not an S3 URI"):
-            ingestion.parse_s3_uri(uri)
-
-
-def test_read_config_text_local_file(tmp_path):
-    path = tmp_path / "c.json"
-    path.write_text(config(GOOD))
-    assert json.loads(ingestion.read_config_text(str(path)))["datasets"][0]["name"] == "movies"
-    with pytest.raises(ConfigError, match="cannot be read: No such file"):
-        ingestion.read_config_text(str(tmp_path / "missing.json"))
-    (tmp_path / "latin1.json").write_bytes(b'{"x": "\xe9"}')
-    with pytest.raises(ConfigError, match="not UTF-8"):
-        ingestion.read_config_text(str(tmp_path / "latin1.json"))
-
-
-def test_read_config_text_and_check_buckets_on_s3(aws):
+def test_check_buckets_names_the_dataset_and_field(aws):
     s3 = aws["session"].client("s3")
-    s3.put_object(Bucket="conveyor-local-source", Key="cfg/ingest.json", Body=config(GOOD).encode())
-    assert "movies" in ingestion.read_config_text("s3://conveyor-local-source/cfg/ingest.json", s3)
-    with pytest.raises(ConfigError, match=r"s3://conveyor-local-source/nope.json: cannot be read: NoSuchKey"):
-        ingestion.read_config_text("s3://conveyor-local-source/nope.json", s3)
-
     ok = Dataset("movies", "conveyor-local-source", "", "conveyor-local-raw", "landing")
     ingestion.check_buckets(s3, [ok])
     missing = Dataset("ratings", "conveyor-local-source", "", "acme-no-such-bucket", "landing")

@@ -1,4 +1,4 @@
-"""`python -m conveyor.local start|stop|describe|airflow`: the no-Docker local stack."""
+"""`python -m conveyor_local start|stop|describe|airflow`: the no-Docker local stack."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import json
 import sys
 
-from conveyor.local import stack
+from conveyor_local import stack
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conveyor.local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m conveyor_local", description=__doc__)
     parser.add_argument(
         "command",
         choices=["start", "stop", "describe", "airflow", "provision"],

@@ -8,33 +8,26 @@ Config format (JSON):
 
 Every object under `source_prefix` lands at
 `<target_prefix>/<name>/year=YYYY/month=MM/day=DD/<key relative to source_prefix>`, the date being
-the UTC date of the run's data_interval_end, so a rerun of an interval writes the same keys.
+the UTC date of the run's data_interval_end (`keys.utc_date`), so a rerun of an interval writes
+the same keys.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date
 
-from conveyor.copying import CopyRequest, copy_objects, list_objects, s3_error_code
+from conveyor.config import PERMANENT_S3_ERRORS, ConfigError, load_json
+from conveyor.keys import day_partition
+from conveyor.s3 import CopyRequest, copy_objects, list_objects, s3_error_code
 
 FIELDS = ("name", "source_bucket", "source_prefix", "target_bucket", "target_prefix")
 # Dataset names become a key segment: keep them to one safe path segment.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # S3 bucket naming rules (general purpose buckets).
 _BUCKET = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-# S3 error codes that retrying will not fix: they make a config location or bucket unusable.
-_PERMANENT_S3_ERRORS = {"404", "403", "NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidBucketName"}
-
-
-class ConfigError(ValueError):
-    """The ingestion config cannot be used; the message names the dataset and field."""
 
 
 class IngestionError(RuntimeError):
@@ -53,48 +46,8 @@ class Dataset:
         return asdict(self)
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """`s3://bucket/key` -> (bucket, key); anything else is a ConfigError."""
-    match = re.match(r"^s3://([^/]+)/(.+)$", uri)
-    if not match:
-        raise ConfigError(f"config location {uri!r} is not an S3 URI of the form s3://bucket/key")
-    return match.group(1), match.group(2)
-
-
-def read_config_text(location: str, s3_client=None) -> str:
-    """The config's text from `s3://bucket/key` (through `s3_client`) or a local file path."""
-    if location.startswith("s3://"):
-        bucket, key = parse_s3_uri(location)
-        try:
-            body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except Exception as exc:
-            code = s3_error_code(exc)
-            if code not in _PERMANENT_S3_ERRORS:
-                raise  # throttling, network: let the task retry
-            raise ConfigError(f"config {location}: cannot be read: {code}") from exc
-    else:
-        try:
-            body = Path(location).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"config {location}: cannot be read: {exc.strerror}") from exc
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config {location}: not UTF-8 text ({exc})") from exc
-
-
 def _clean_prefix(value: str) -> str:
     return value.strip("/")
-
-
-def load_json(text: str, origin: str = "config"):
-    """Decode a JSON config; a syntax error is a ConfigError saying where."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{origin}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
 
 
 def parse_config(text: str, origin: str = "config") -> list[Dataset]:
@@ -177,7 +130,7 @@ def check_buckets(client, datasets: list[Dataset]) -> None:
                     checked[bucket] = None
                 except Exception as exc:
                     code = s3_error_code(exc)
-                    if code not in _PERMANENT_S3_ERRORS:
+                    if code not in PERMANENT_S3_ERRORS:
                         raise
                     checked[bucket] = (
                         "does not exist" if code in ("404", "NoSuchBucket") else f"is not accessible ({code})"
@@ -188,15 +141,8 @@ def check_buckets(client, datasets: list[Dataset]) -> None:
                 )
 
 
-def transfer_date(data_interval_end: datetime) -> date:
-    """The date in the target keys: the UTC date of the run's data_interval_end."""
-    if data_interval_end.tzinfo is None:
-        raise ValueError("data_interval_end must be timezone-aware")
-    return data_interval_end.astimezone(UTC).date()
-
-
 def partition_prefix(dataset: Dataset, day: date) -> str:
-    parts = [dataset.target_prefix, dataset.name, f"year={day:%Y}", f"month={day:%m}", f"day={day:%d}"]
+    parts = [dataset.target_prefix, dataset.name, day_partition(day)]
     return "/".join(p for p in parts if p)
 
 

@@ -1,7 +1,7 @@
-"""`python -m conveyor.local.package`: build the three artefacts MWAA reads, in `dist/`.
+"""`python -m conveyor_local.package`: build the three artefacts MWAA reads, in `dist/`.
 
     dist/dags/              the DAG files, `include/` (SQL, configs) and an .airflowignore
-    dist/plugins.zip        the `conveyor` library (without the local-only tools), .airflowignore
+    dist/plugins.zip        the `plugins/` folder as it is: the `conveyor` library and .airflowignore
     dist/requirements.txt   the project's requirements.txt, unchanged
 
 MWAA syncs `dags/` to `$AIRFLOW_HOME/dags`, unzips `plugins.zip` into `$AIRFLOW_HOME/plugins`
@@ -22,18 +22,15 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-# Local-only parts of the library: the no-Docker stack, this packager, the demo and the bench.
-# They import test tools (moto, pgserver) that MWAA does not have, and no DAG imports them.
-LOCAL_ONLY = ("conveyor/local/", "conveyor/demo.py", "conveyor/bench.py", "conveyor/sample_data.py")
+ROOT = Path(__file__).resolve().parents[2]
 # The DAG processor must not scan include/ (SQL and JSON) for DAGs.
 DAGS_AIRFLOWIGNORE = "# include/ holds SQL and configs for the DAGs, not DAG files.\ninclude/\n"
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
 def _skipped(relative: str) -> bool:
-    parts = relative.split("/")
-    return "__pycache__" in parts or relative.endswith((".pyc", ".pyo")) or relative.startswith(LOCAL_ONLY)
+    """Caches only: `plugins/` holds exactly what MWAA runs (local tooling lives in `local/`)."""
+    return "__pycache__" in relative.split("/") or relative.endswith((".pyc", ".pyo"))
 
 
 def _files(folder: Path) -> list[tuple[str, Path]]:
@@ -93,7 +90,7 @@ def build(root: Path = ROOT, out: Path | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conveyor.local.package", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m conveyor_local.package", description=__doc__)
     parser.add_argument("--out", type=Path, help="output folder (default: dist/ in the checkout)")
     args = parser.parse_args(argv)
     built = build(out=args.out)

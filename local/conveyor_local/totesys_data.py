@@ -1,4 +1,5 @@
-"""A deterministic ToteSys: schema, data at a scale factor, and `simulate` for new changes.
+"""A deterministic ToteSys for the demo, the tests and the bench (local only): schema, data at a
+scale factor, and `simulate` for new changes.
 
 Every timestamp is derived from the `at` argument (never the clock), so a seed and an `at` give
 the same database. Rows carry realistic foreign keys, some NULLs and non-ASCII text.

@@ -1,0 +1,139 @@
+"""Messages on the notifications SNS topic: a failure alert for every task that fails for good,
+and the run summaries some pipelines publish.
+
+`FailureAlert` is the amazon provider's `SnsNotifier` with the message built from the failure's
+context (DAG, task, run, data interval, error, try number, log URL) and the topic resolved at run
+time; `conveyor.defaults.DEFAULT_ARGS` makes it every task's `on_failure_callback`, so it runs in
+the worker where the exception is known, once the task has no retries left.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+from conveyor import resources
+
+ERROR_XCOM_KEY = "error"
+SUBJECT_LIMIT = 100  # SNS: at most 100 printable ASCII characters
+ERROR_LIMIT = 4000  # characters of the error kept in an alert
+
+
+def notifications_topic_arn(aws_conn_id: str = resources.AWS_CONN_ID) -> str:
+    """The Variable `conveyor_notifications_topic_arn`, else `<prefix>-notifications` in this account."""
+    from airflow.providers.amazon.aws.hooks.sts import StsHook
+    from airflow.sdk import Variable
+
+    arn = Variable.get(resources.NOTIFICATIONS_TOPIC_VARIABLE, default=None)
+    if arn:
+        return arn
+    sts = StsHook(aws_conn_id=aws_conn_id)
+    account = sts.get_conn().get_caller_identity()["Account"]
+    return resources.names_from_variable().topic_arn("notifications", sts.conn_region_name, account)
+
+
+def _subject(text: str) -> str:
+    return text.encode("ascii", "replace").decode()[:SUBJECT_LIMIT]
+
+
+# --- failure alerts ------------------------------------------------------------------------------
+
+
+def failure_message(context) -> dict:
+    """What failed, where and why, from an on_failure_callback's context."""
+    ti = context["ti"]
+    dag_run = context.get("dag_run")
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    error = context.get("exception") or context.get("reason") or "unknown (see the task log)"
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    map_index = getattr(ti, "map_index", -1)
+    return {
+        "status": "failed",
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "map_index": map_index if map_index is not None and map_index >= 0 else None,
+        "run_id": ti.run_id,
+        "run_type": str(getattr(dag_run, "run_type", "") or "") or None,
+        "data_interval": [start.isoformat(), end.isoformat()] if start and end else None,
+        "try_number": ti.try_number,
+        "max_tries": getattr(ti, "max_tries", None),
+        "error": text[:ERROR_LIMIT],
+        "log_url": ti.log_url,
+    }
+
+
+class FailureAlert(SnsNotifier):
+    """Publish a task's failure on the notifications topic (a task's `on_failure_callback`)."""
+
+    def __init__(self, aws_conn_id: str = resources.AWS_CONN_ID):
+        # The topic and the message are worked out from the context when the task fails.
+        super().__init__(aws_conn_id=aws_conn_id, target_arn="", message="")
+
+    def notify(self, context) -> None:
+        alert = failure_message(context)
+        where = alert["task_id"] + (f"[{alert['map_index']}]" if alert["map_index"] is not None else "")
+        self.hook.publish_to_target(
+            target_arn=notifications_topic_arn(self.aws_conn_id),
+            message=json.dumps(alert, indent=2, ensure_ascii=False),
+            subject=_subject(f"[conveyor] FAILED {alert['dag_id']}.{where} {alert['run_id']}"),
+            message_attributes={"status": "failed", "dag_id": alert["dag_id"]},
+        )
+
+
+# --- run summaries ------------------------------------------------------------------------------
+
+
+@contextmanager
+def record_failure(ti, subject: str) -> Iterator[None]:
+    """Push `{"subject", "error"}` to XCom `error` when the block raises, then re-raise."""
+    try:
+        yield
+    except Exception as exc:
+        ti.xcom_push(key=ERROR_XCOM_KEY, value={"subject": subject, "error": str(exc) or type(exc).__name__})
+        raise
+
+
+def as_list(pulled) -> list:
+    """XCom pulls over mapped tasks return one value bare and several as a list: always a list."""
+    if pulled is None:
+        return []
+    if isinstance(pulled, dict | str):
+        return [pulled]
+    return [value for value in pulled if value is not None]
+
+
+def build_summary(
+    *, dag_id: str, run_id: str, run_date: str, results: list[dict], failures: list[dict]
+) -> dict:
+    status = "failed" if failures else "succeeded"
+    return {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "date": run_date,
+        "status": status,
+        "datasets": sorted(results, key=lambda r: r["name"]),
+        "failures": failures,
+        "totals": {
+            "objects": sum(r["objects"] for r in results),
+            "bytes": sum(r["bytes"] for r in results),
+        },
+    }
+
+
+def subject_for(summary: dict) -> str:
+    return _subject(f"[conveyor] {summary['dag_id']} {summary['status']} for {summary['date']}")
+
+
+def publish(summary: dict, topic_arn: str, aws_conn_id: str = resources.AWS_CONN_ID) -> str:
+    """Publish the summary as JSON; returns the SNS MessageId."""
+    from airflow.providers.amazon.aws.hooks.sns import SnsHook
+
+    return SnsHook(aws_conn_id=aws_conn_id).publish_to_target(
+        target_arn=topic_arn,
+        message=json.dumps(summary, indent=2, ensure_ascii=False),
+        subject=subject_for(summary),
+        message_attributes={"status": summary["status"], "dag_id": summary["dag_id"]},
+    )

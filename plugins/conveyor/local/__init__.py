@@ -1,1 +1,0 @@
-"""The no-Docker local stack: moto server, embedded Postgres, Airflow on SQLite."""

@@ -1,0 +1,48 @@
+"""Postgres connections for tasks: through the provider's PostgresHook (psycopg 3), so every
+connection extra (`sslmode`, `sslrootcert`, `connect_timeout`, `application_name`, `options`, ...)
+is honoured as Airflow documents it, with the session's statement timeout and time zone set.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class SourceUnavailable(RuntimeError):
+    """The database could not be reached or a statement timed out; a retry may succeed."""
+
+
+def connect(conn_id: str, statement_timeout: timedelta = timedelta(minutes=15)):
+    """A psycopg 3 connection for an Airflow connection id: UTC session, statements time-limited.
+
+    A database that cannot be reached raises SourceUnavailable naming the connection (the task
+    retries); the statement timeout is a session setting, so it holds for every statement.
+    """
+    import psycopg
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=conn_id)
+    try:
+        conn = hook.get_conn()
+    except psycopg.OperationalError as exc:
+        c = hook.connection
+        raise SourceUnavailable(
+            f"cannot connect to {conn_id!r} (host {c.host}, port {c.port or 5432}, database {c.schema}): "
+            f"{str(exc).strip()}"
+        ) from exc
+    if not isinstance(conn, psycopg.Connection):
+        conn.close()
+        raise RuntimeError("PostgresHook returned a psycopg2 connection; Conveyor needs psycopg 3")
+    conn.execute(
+        "SELECT set_config('statement_timeout', %s, false), set_config('TimeZone', 'UTC', false)",
+        (f"{int(statement_timeout.total_seconds() * 1000)}ms",),
+    )
+    conn.commit()  # session settings outlive this transaction
+    return conn
+
+
+def statement_timed_out(exc: BaseException) -> bool:
+    """True when `exc` is Postgres cancelling a statement (statement_timeout)."""
+    import psycopg
+
+    return isinstance(exc, psycopg.errors.QueryCanceled)

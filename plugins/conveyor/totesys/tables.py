@@ -1,0 +1,120 @@
+"""Which tables the extract takes: the JSON config, checked against the live catalog.
+
+    {"tables": [{"name": "sales_order", "primary_key": "sales_order_id", "cursor": "last_updated",
+                 "columns": ["sales_order_id", "...", "last_updated"]}]}   # columns: optional
+
+Every name must exist in the database (identifiers are quoted, never pasted), and the cursor must
+be a `timestamp` or `timestamptz` column: windows are time ranges, and a `date` or number
+compared with timestamp bounds would silently miss rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor.config import ConfigError, load_json
+
+FORMATS = ("parquet", "csv")
+CURSOR_TYPES = ("timestamp without time zone", "timestamp with time zone")
+TABLE_FIELDS = ("name", "primary_key", "cursor", "columns")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    primary_key: str
+    cursor: str
+    columns: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "primary_key": self.primary_key,
+            "cursor": self.cursor,
+            "columns": list(self.columns) if self.columns else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TableSpec:
+        return cls(
+            d["name"], d["primary_key"], d["cursor"], tuple(d["columns"]) if d.get("columns") else None
+        )
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    pg_type: str
+    precision: int | None = None
+    scale: int | None = None
+
+
+def parse_tables_config(text: str, origin: str = "config") -> list[TableSpec]:
+    """The table specs of the JSON config; every problem names the table and the field."""
+    document = load_json(text, origin)
+    if (
+        not isinstance(document, dict)
+        or not isinstance(document.get("tables"), list)
+        or not document["tables"]
+    ):
+        raise ConfigError(f'{origin}: expected an object with a non-empty "tables" list')
+    unknown = sorted(set(document) - {"tables"})
+    if unknown:
+        raise ConfigError(
+            f'{origin}: unknown top-level field(s) {", ".join(unknown)}; expected only "tables"'
+        )
+    specs, seen = [], set()
+    for index, entry in enumerate(document["tables"]):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{origin}: table #{index + 1}: expected an object")
+        label = f"table {entry.get('name', f'#{index + 1}')!r}"
+        unknown = sorted(set(entry) - set(TABLE_FIELDS))
+        if unknown:
+            raise ConfigError(f"{origin}: {label}: unknown field(s) {', '.join(unknown)}")
+        for field in ("name", "primary_key", "cursor"):
+            if not isinstance(entry.get(field), str) or not entry[field]:
+                raise ConfigError(f"{origin}: {label}: field {field!r} must be a non-empty string")
+        columns = entry.get("columns")
+        if columns is not None and (
+            not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
+        ):
+            raise ConfigError(f"{origin}: {label}: field 'columns' must be a list of column names")
+        if entry["name"] in seen:
+            raise ConfigError(f"{origin}: {label}: listed twice")
+        seen.add(entry["name"])
+        specs.append(TableSpec.from_dict(entry))
+    return specs
+
+
+def catalog_columns(conn, spec: TableSpec, schema: str = "public") -> list[Column]:
+    """The columns to extract, checked against the live catalog (in the configured order)."""
+    rows = conn.execute(
+        "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (schema, spec.name),
+    ).fetchall()
+    if not rows:
+        raise ConfigError(f"table {spec.name!r}: no such table in schema {schema!r}")
+    live = {r[0]: Column(*r) for r in rows}
+    for field, column in (("primary_key", spec.primary_key), ("cursor", spec.cursor)):
+        if column not in live:
+            raise ConfigError(
+                f"table {spec.name!r}: field {field!r}: no column {column!r} (has {', '.join(live)})"
+            )
+    wanted = list(spec.columns) if spec.columns else list(live)
+    missing = [c for c in wanted if c not in live]
+    if missing:
+        raise ConfigError(
+            f"table {spec.name!r}: field 'columns': no column(s) {', '.join(map(repr, missing))}"
+        )
+    for required in (spec.primary_key, spec.cursor):
+        if required not in wanted:
+            raise ConfigError(f"table {spec.name!r}: field 'columns' must include {required!r}")
+    cursor_type = live[spec.cursor].pg_type
+    if cursor_type not in CURSOR_TYPES:
+        raise ConfigError(
+            f"table {spec.name!r}: field 'cursor': column {spec.cursor!r} is {cursor_type}; the cursor must "
+            "be a timestamp or timestamptz column (windows are time ranges: a date or number compared "
+            "with timestamp bounds misses rows)"
+        )
+    return [live[c] for c in wanted]
