@@ -41,7 +41,6 @@ class S3Object:
     bucket: str
     key: str
     size: int
-    etag: str | None = None
     version_id: str | None = None  # set: copy and delete exactly this version
 
     def copy_source(self) -> dict:
@@ -83,7 +82,7 @@ def list_objects(client, bucket: str, prefix: str = "") -> Iterator[S3Object]:
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             if not _is_folder_marker(item["Key"], item["Size"]):
-                yield S3Object(bucket, item["Key"], item["Size"], item.get("ETag"))
+                yield S3Object(bucket, item["Key"], item["Size"])
 
 
 def copy_objects(

@@ -53,8 +53,8 @@ def test_object_created_records_are_parsed(wrap):
     objects, test_event = events.parse_body(body)
     assert not test_event
     assert objects == [
-        ObjectCreated("conveyor-local-raw", "dir/my file ü.json", 3, '"0cc175b9c0f1b6a831c399e269772661"'),
-        ObjectCreated("conveyor-local-raw", "plain.csv", 10, '"0cc175b9c0f1b6a831c399e269772661"'),
+        ObjectCreated("conveyor-local-raw", "dir/my file ü.json", 3),
+        ObjectCreated("conveyor-local-raw", "plain.csv", 10),
     ]
 
 

@@ -15,7 +15,7 @@ SOURCE, TARGET = "conveyor-local-source", "conveyor-local-raw"
 
 def _put(s3, key, body, **extra):
     s3.put_object(Bucket=SOURCE, Key=key, Body=body, **extra)
-    return S3Object(SOURCE, key, len(body), s3.head_object(Bucket=SOURCE, Key=key)["ETag"])
+    return S3Object(SOURCE, key, len(body))
 
 
 def test_list_objects_pages_and_skips_folder_markers(aws):
@@ -26,7 +26,7 @@ def test_list_objects_pages_and_skips_folder_markers(aws):
     s3.put_object(Bucket=SOURCE, Key="other/1.txt", Body=b"x")
     listed = list(list_objects(s3, SOURCE, "many/"))
     assert len(listed) == 1_005
-    assert listed[0] == S3Object(SOURCE, "many/00000.txt", 1, listed[0].etag)
+    assert listed[0] == S3Object(SOURCE, "many/00000.txt", 1)
     assert all(o.key.startswith("many/") and not o.key.endswith("/") for o in listed)
 
 
@@ -76,7 +76,7 @@ def test_multipart_copy_above_threshold_is_byte_identical_with_metadata(aws):
 def test_a_failed_object_gets_its_own_result(aws):
     s3 = aws["session"].client("s3")
     good = _put(s3, "ok.txt", b"fine")
-    gone = S3Object(SOURCE, "deleted-after-listing.txt", 5, '"0"')
+    gone = S3Object(SOURCE, "deleted-after-listing.txt", 5)
     results = copy_objects(s3, [CopyRequest(good, TARGET, "ok.txt"), CopyRequest(gone, TARGET, "gone.txt")])
     assert results[0].ok
     assert not results[1].ok

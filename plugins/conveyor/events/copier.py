@@ -171,7 +171,7 @@ def copy_keys(
         except s3.exceptions.ClientError as exc:
             missing.append(f"{key}: {s3_error_code(exc)}")
             continue
-        sources.append(S3Object(source_bucket, key, head["ContentLength"], head.get("ETag")))
+        sources.append(S3Object(source_bucket, key, head["ContentLength"]))
     results = copy_objects(s3, [CopyRequest(o, target_bucket, o.key) for o in sources], **copy_options)
     failed = missing + [f"{r.request.source.key}: {r.error}" for r in results if not r.ok]
     if failed:

@@ -22,7 +22,6 @@ class ObjectCreated:
     bucket: str
     key: str
     size: int
-    etag: str | None = None
 
 
 @dataclass
@@ -74,13 +73,11 @@ def parse_body(body: str) -> tuple[list[ObjectCreated], bool]:
             if not str(record["eventName"]).startswith("ObjectCreated:"):
                 continue  # deletions, restores, ...: nothing to copy
             s3 = record["s3"]
-            etag = s3["object"].get("eTag")
             created.append(
                 ObjectCreated(
                     bucket=s3["bucket"]["name"],
                     key=unquote_plus(s3["object"]["key"]),
                     size=int(s3["object"].get("size", 0)),
-                    etag=f'"{etag}"' if etag else None,
                 )
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -32,14 +32,13 @@ class InboundFile:
         return {
             "key": o.key,
             "size": o.size,
-            "etag": o.etag,
             "version_id": o.version_id,
             "superseded": list(self.superseded),
         }
 
     @classmethod
     def from_dict(cls, bucket: str, d: dict) -> InboundFile:
-        return cls(S3Object(bucket, d["key"], d["size"], d["etag"], d["version_id"]), tuple(d["superseded"]))
+        return cls(S3Object(bucket, d["key"], d["size"], d["version_id"]), tuple(d["superseded"]))
 
 
 def archive_key(key: str, day: date) -> str:
@@ -79,7 +78,7 @@ def list_inbound(s3, bucket: str) -> list[InboundFile]:
                     done.add(key)
                     if not (key.endswith("/") and item["Size"] == 0):
                         found[key] = InboundFile(
-                            S3Object(bucket, key, item["Size"], item.get("ETag"), item["VersionId"])
+                            S3Object(bucket, key, item["Size"], item["VersionId"])
                         )
                 elif key in found:
                     previous = found[key]
