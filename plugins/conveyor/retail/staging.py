@@ -77,9 +77,7 @@ def list_inbound(s3, bucket: str) -> list[InboundFile]:
                 if item.get("IsLatest"):
                     done.add(key)
                     if not (key.endswith("/") and item["Size"] == 0):
-                        found[key] = InboundFile(
-                            S3Object(bucket, key, item["Size"], item["VersionId"])
-                        )
+                        found[key] = InboundFile(S3Object(bucket, key, item["Size"], item["VersionId"]))
                 elif key in found:
                     previous = found[key]
                     found[key] = InboundFile(previous.current, (*previous.superseded, item["VersionId"]))
