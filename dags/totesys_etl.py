@@ -138,6 +138,7 @@ def totesys_etl():
     ) -> dict:
         """One manifest per run: what each table's extract produced. A scheduled run then moves
         the watermark to its window's end."""
+        results = list(results)  # read the mapped results once (each pass re-reads them from XCom)
         run_window = windows.Window.from_dict(window)
         manifest = {
             "dag_id": DAG_ID,
