@@ -31,15 +31,26 @@ import logging
 from datetime import timedelta
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.sdk import CronDataIntervalTimetable, Param, Variable, dag, get_current_context, task
+from airflow.providers.common.sql.operators.sql import (
+    SQLColumnCheckOperator,
+    SQLExecuteQueryOperator,
+    SQLTableCheckOperator,
+)
+from airflow.sdk import CronDataIntervalTimetable, Param, Variable, chain, dag, get_current_context, task
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
 from conveyor import config, paths, postgres
-from conveyor.assets import INGESTION
+from conveyor.assets import INGESTION, PROCESSED, WAREHOUSE
 from conveyor.defaults import DEFAULT_ARGS, Tag
-from conveyor.resources import AWS_CONN_ID, TOTESYS_CONFIG_VARIABLE, TOTESYS_CONN_ID, names_from_variable
-from conveyor.totesys import tables, windows
+from conveyor.resources import (
+    AWS_CONN_ID,
+    TOTESYS_CONFIG_VARIABLE,
+    TOTESYS_CONN_ID,
+    WAREHOUSE_CONN_ID,
+    names_from_variable,
+)
+from conveyor.totesys import tables, warehouse, windows
 
 DAG_ID = "totesys_etl"
 DEFAULT_CONFIG = "config/totesys_tables.json"
@@ -50,6 +61,10 @@ STATEMENT_TIMEOUT = timedelta(
     seconds=conf.getint("conveyor", "totesys_statement_timeout_seconds", fallback=900)
 )
 log = logging.getLogger(__name__)
+# The run's window, for the SQL the operators run (a bind parameter, or a literal in the checks:
+# window names are digits, T, Z and a dash).
+WINDOW_NAME = "{{ ti.xcom_pull(task_ids='plan_window')['name'] }}"
+WINDOW_SQL = f"'{WINDOW_NAME}'"
 
 
 @dag(
@@ -58,6 +73,7 @@ log = logging.getLogger(__name__)
     catchup=False,  # a scheduled run after a pause extracts the gap itself (see the window)
     max_active_runs=1,  # windows are extracted in order
     default_args=DEFAULT_ARGS,
+    template_searchpath=[str(paths.include_dir())],  # the warehouse SQL: sql/warehouse/*.sql
     tags=[Tag.CONVEYOR, Tag.TOTESYS, Tag.POSTGRES, Tag.S3],
     doc_md=__doc__,
     params={
@@ -136,8 +152,7 @@ def totesys_etl():
         data_interval_end=None,
         outlet_events=None,
     ) -> dict:
-        """One manifest per run: what each table's extract produced. A scheduled run then moves
-        the watermark to its window's end."""
+        """One manifest per run: what each table's extract produced."""
         results = list(results)  # read the mapped results once (each pass re-reads them from XCom)
         run_window = windows.Window.from_dict(window)
         manifest = {
@@ -158,8 +173,6 @@ def totesys_etl():
             Body=json.dumps(manifest, indent=2).encode(),
             ContentType="application/json",
         )
-        if dag_run.run_type == windows.SCHEDULED:
-            windows.advance_watermark(s3, bucket, DAG_ID, run_window, dag_run.run_id)
         rows = sum(r["rows"] for r in results)
         outlet_events[INGESTION].extra = {"manifest": f"s3://{bucket}/{key}", "rows": rows}
         return {
@@ -168,9 +181,90 @@ def totesys_etl():
             "rows": {r["table"]: r["rows"] for r in results},
         }
 
+    @task
+    def prepare_warehouse() -> dict:
+        """Create (or complete) the staging and star tables; refresh the ISO 4217 currency names."""
+        with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
+            warehouse.create_schema(conn)
+            return {"currency_names": warehouse.load_currency_names(conn)}
+
+    @task(map_index_template="{{ table_name }}")
+    def land_table(entry: dict, window: dict) -> dict:
+        """Stream one table's extract of the window into staging (COPY), replacing an earlier landing."""
+        get_current_context()["table_name"] = entry["table"]
+        with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
+            return warehouse.land(
+                conn,
+                S3Hook(aws_conn_id=AWS_CONN_ID).get_conn(),
+                names_from_variable().bucket("ingestion"),
+                entry,
+                windows.Window.from_dict(window),
+            )
+
+    # The star schema, built inside the warehouse: dimensions, then facts, one transaction each.
+    model_dimensions, model_facts = (
+        SQLExecuteQueryOperator(
+            task_id=task_id,
+            conn_id=WAREHOUSE_CONN_ID,
+            sql=warehouse.model_files(group),
+            parameters={"window": WINDOW_NAME},
+            split_statements=False,
+            return_last=False,
+        )
+        for task_id, group in (("model_dimensions", warehouse.DIMENSIONS), ("model_facts", warehouse.FACTS))
+    )
+    # The gate: no null or duplicate keys, no fact row without its dimension rows, one fact row
+    # per version. (Landing already refused any count that differs from the manifest's.)
+    check_keys = SQLColumnCheckOperator.partial(
+        task_id="check_keys", conn_id=WAREHOUSE_CONN_ID
+    ).expand_kwargs([warehouse.key_checks(table, WINDOW_SQL) for table in warehouse.STAR])
+    check_facts = SQLTableCheckOperator.partial(
+        task_id="check_facts", conn_id=WAREHOUSE_CONN_ID
+    ).expand_kwargs([warehouse.fact_checks(fact, WINDOW_SQL) for fact in warehouse.FACTS])
+
+    @task(map_index_template="{{ table_name }}")
+    def export_star(table: str, window: dict) -> dict:
+        """The star rows this window wrote, as Parquet in the processed bucket."""
+        get_current_context()["table_name"] = table
+        with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
+            return {
+                "table": table,
+                **warehouse.export(
+                    conn,
+                    S3Hook(aws_conn_id=AWS_CONN_ID).get_conn(),
+                    names_from_variable().bucket("processed"),
+                    table,
+                    windows.Window.from_dict(window),
+                ),
+            }
+
+    @task(outlets=[WAREHOUSE, PROCESSED])
+    def declare_warehouse(exports: list[dict], window: dict, dag_run=None, outlet_events=None) -> dict:
+        """Row counts per star table on the warehouse asset; then, for a scheduled run, the
+        watermark moves to this window's end (only a run that reached the warehouse moves it)."""
+        with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
+            counts = warehouse.star_counts(conn)
+        exports = [e for e in exports if e["key"]]
+        outlet_events[WAREHOUSE].extra = {"window": window["name"], "rows": counts}
+        outlet_events[PROCESSED].extra = {
+            "window": window["name"],
+            "files": len(exports),
+            "rows": {e["table"]: e["rows"] for e in exports},
+        }
+        if dag_run.run_type == windows.SCHEDULED:
+            s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
+            bucket = names_from_variable().bucket("ingestion")
+            windows.advance_watermark(s3, bucket, DAG_ID, windows.Window.from_dict(window), dag_run.run_id)
+        return {"rows": counts, "exported": len(exports)}
+
     window = plan_window()
     results = extract_table.partial(window=window).expand(table=tables_to_extract())
-    write_manifest(results, window)
+    manifest = write_manifest(results, window)
+    landed = land_table.partial(window=window).expand(entry=results)
+    chain(manifest, prepare_warehouse(), landed, model_dimensions, model_facts, [check_keys, check_facts])
+    exports = export_star.partial(window=window).expand(table=list(warehouse.STAR))
+    chain([check_keys, check_facts], exports)
+    declare_warehouse(exports, window)
 
 
 totesys_etl()

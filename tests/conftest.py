@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,21 +205,21 @@ def postgres_admin_dsn(tmp_path_factory):
     server.cleanup()
 
 
-@pytest.fixture
-def pg_database(postgres_admin_dsn, monkeypatch):
-    """A fresh, empty database; AIRFLOW_CONN_TOTESYS_DB points at it. Yields its DSN."""
+@contextmanager
+def _fresh_database(admin_dsn: str, monkeypatch, conn_id: str):
+    """A new, empty database; AIRFLOW_CONN_<conn_id> points at it. Yields its DSN."""
     import uuid
 
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(postgres_admin_dsn)
+    params = conninfo_to_dict(admin_dsn)
     params["dbname"] = name
     monkeypatch.setenv(
-        "AIRFLOW_CONN_TOTESYS_DB",
+        f"AIRFLOW_CONN_{conn_id.upper()}",
         json.dumps(
             {
                 "conn_type": "postgres",
@@ -230,6 +231,22 @@ def pg_database(postgres_admin_dsn, monkeypatch):
             }
         ),
     )
-    yield make_conninfo(**params)
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_conninfo(**params)
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database(postgres_admin_dsn, monkeypatch):
+    """A fresh, empty database as the ToteSys source (connection totesys_db). Yields its DSN."""
+    with _fresh_database(postgres_admin_dsn, monkeypatch, "totesys_db") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def warehouse_dsn(postgres_admin_dsn, monkeypatch):
+    """A fresh, empty database as the warehouse (connection warehouse_db). Yields its DSN."""
+    with _fresh_database(postgres_admin_dsn, monkeypatch, "warehouse_db") as dsn:
+        yield dsn

@@ -136,18 +136,41 @@ def retail(info: dict, logical_date: str) -> None:
         )
 
 
+UNITS_BY_COUNTRY_AND_MONTH = """
+SELECT c.counterparty_legal_country AS country, to_char(o.created_date, 'YYYY-MM') AS month,
+       sum(o.units_sold) AS units_sold, count(*) AS orders
+FROM (SELECT DISTINCT ON (sales_order_id) *          -- the current version of each order
+      FROM fact_sales_order ORDER BY sales_order_id, last_updated_date DESC, last_updated_time DESC) AS o
+JOIN dim_counterparty AS c USING (counterparty_id)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def _star_fingerprint(conn) -> dict[str, str]:
+    """A digest of every star table's rows (to show a rerun changes nothing)."""
+    from conveyor.totesys import warehouse
+
+    return {
+        table: conn.execute(
+            f"SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} AS t"
+        ).fetchone()[0]
+        for table in warehouse.STAR
+    }
+
+
 def totesys_etl(info: dict) -> None:
     import psycopg
 
-    from conveyor.totesys import windows
+    from conveyor.totesys import warehouse, windows
     from conveyor_local import totesys_data as totesys
 
     state = stack.load_state()
     first, second = "2024-03-05T20:00:00+00:00", "2024-03-05T20:03:00+00:00"
     at = datetime.fromisoformat(first).replace(tzinfo=None)
     with psycopg.connect(stack.postgres_dsn(state, "postgres"), autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS totesys WITH (FORCE)")  # the demo owns this database
-        admin.execute("CREATE DATABASE totesys")
+        for database in ("totesys", "warehouse"):  # the demo owns these databases
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            admin.execute(f"CREATE DATABASE {database}")
     with psycopg.connect(stack.postgres_dsn(state, "totesys")) as conn:
         totesys.create_schema(conn)
         counts = totesys.populate(conn, scale=1, seed=1, at=at)
@@ -169,12 +192,55 @@ def totesys_etl(info: dict) -> None:
     )
     with psycopg.connect(stack.postgres_dsn(state, "totesys")) as conn:
         changed = totesys.simulate(conn, seed=2, at=at - timedelta(seconds=60), span=timedelta(minutes=3))
-    print(f"• simulate: {sum(changed.values())} new or updated rows")
+        # Three existing orders change too: each gets a second row in fact_sales_order.
+        conn.execute(
+            "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = %s WHERE sales_order_id <= 3",
+            (at + timedelta(seconds=30),),
+        )
+        conn.commit()
+    print(f"• simulate: {sum(changed.values()) + 3} new or updated rows (3 of them existing sales orders)")
     delta = rows_of(second, run_dag("totesys_etl", second), "delta run")
     print(f"  {'table':<16} {'initial':>8} {'delta':>6}")
     for table in sorted(initial):
         print(f"  {table:<16} {initial[table]:>8} {delta.get(table, 0):>6}")
     print(f"  files and manifests in s3://{info['buckets']['ingestion']}/")
+
+    with psycopg.connect(stack.postgres_dsn(state, "warehouse")) as conn:
+        counts = warehouse.star_counts(conn)
+        print("• the warehouse (database `warehouse`), landed, modelled and checked by the same runs:")
+        for table, rows in counts.items():
+            print(f"  {table:<20} {rows:>6} rows")
+        with psycopg.connect(stack.postgres_dsn(state, "totesys")) as source:
+            expected = source.execute(
+                "SELECT sales_order_id, last_updated FROM sales_order ORDER BY 1"
+            ).fetchall()
+        current = conn.execute(
+            "SELECT sales_order_id, last_updated FROM staging.sales_order ORDER BY 1"
+        ).fetchall()
+        versions = conn.execute(
+            "SELECT count(*) FROM fact_sales_order GROUP BY sales_order_id HAVING count(*) > 1"
+        ).fetchall()
+        print(
+            f"  current version of every ToteSys sales order: {'yes' if current == expected else 'NO'} "
+            f"({len(current)} orders; {len(versions)} with two versions in fact_sales_order)"
+        )
+        if current != expected:
+            raise SystemExit("the warehouse does not hold the current version of every sales order")
+        print("• units sold by counterparty country and month (current version of each order):")
+        print(f"  {'country':<8} {'month':<8} {'units':>8} {'orders':>6}")
+        for country, month, units, orders in conn.execute(UNITS_BY_COUNTRY_AND_MONTH):
+            print(f"  {country:<8} {month:<8} {units:>8,} {orders:>6}")
+        before = _star_fingerprint(conn)
+    seconds = run_dag("totesys_etl", second)
+    with psycopg.connect(stack.postgres_dsn(state, "warehouse")) as conn:
+        unchanged = _star_fingerprint(conn) == before
+    print(f"• reran the delta window in {seconds:.1f}s: warehouse {'unchanged' if unchanged else 'CHANGED'}")
+    if not unchanged:
+        raise SystemExit("rerunning a window changed the warehouse")
+    processed = s3.list_objects_v2(Bucket=info["buckets"]["processed"]).get("KeyCount", 0)
+    print(
+        f"  star rows of each window exported as Parquet: {processed} files in s3://{info['buckets']['processed']}/"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive")
     retail(info, args.date)
     print(
-        "\n4. totesys_etl (extract stage): ToteSys Postgres -> changed rows -> Parquet in the ingestion bucket"
+        "\n4. totesys_etl: ToteSys Postgres -> changed rows (Parquet, ingestion bucket) -> warehouse star schema"
     )
     totesys_etl(info)
     print(

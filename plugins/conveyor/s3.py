@@ -239,3 +239,39 @@ def upload_chunks(s3, bucket: str, key: str, chunks, **create_args) -> int:
         writer.abort()
         raise
     return writer.bytes_written
+
+
+class S3ObjectReader(io.RawIOBase):
+    """A seekable, readable file over one S3 object: each read is a ranged GET, so a Parquet
+    reader fetches the footer and then one row group's column chunks at a time, never the whole
+    object. Wrap it in `io.BufferedReader` to read in bigger ranges."""
+
+    def __init__(self, s3, bucket: str, key: str):
+        self._s3, self._bucket, self._key = s3, bucket, key
+        self.size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        wanted = min(len(buffer), self.size - self._position)
+        if wanted <= 0:
+            return 0
+        end = self._position + wanted - 1
+        body = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-{end}")
+        data = body["Body"].read()
+        memoryview(buffer)[: len(data)] = data
+        self._position += len(data)
+        return len(data)

@@ -329,7 +329,8 @@ def test_a_statement_over_the_timeout_fails_with_a_clear_message(pg_database, s3
 
 
 @pytest.fixture
-def totesys_db(pg_database):
+def totesys_db(pg_database, warehouse_dsn):
+    """ToteSys populated (connection totesys_db) and an empty warehouse (warehouse_db)."""
     with psycopg.connect(pg_database) as conn:
         totesys.create_schema(conn)
         totesys.populate(conn, scale=1, seed=1, at=T1)
@@ -341,7 +342,12 @@ def manifest_of(s3, dag_run) -> dict:
     return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
-def test_dag_initial_snapshot_then_delta(totesys_db, s3):
+def test_dag_initial_snapshot_then_delta_into_the_warehouse(totesys_db, s3, warehouse_dsn):
+    """Full snapshot, then a delta: extracted (manifest, files), landed, modelled, checked,
+    exported and declared. Then the delta again: nothing in the warehouse changes."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
     full = run_dag("totesys_etl", T1, full_snapshot=True)
     assert full.state == "success"
     manifest = manifest_of(s3, full)
@@ -363,6 +369,48 @@ def test_dag_initial_snapshot_then_delta(totesys_db, s3):
     assert sales["key"] == "sales_order/2024/03/05/2002/sales_order-20240305T195900Z-20240305T200200Z.parquet"
     assert sales["schema"]["unit_price"] == "decimal128(10, 2)"
     assert len(read_rows(s3, sales["key"])) == changed["sales_order"]
+    assert all(s == "success" for states in task_states(delta).values() for s in states), task_states(delta)
+
+    source = totesys.table_counts(totesys_db)
+    star = star_rows(warehouse_dsn)
+    dims = {"dim_staff": "staff", "dim_location": "address", "dim_currency": "currency", "dim_design": "design",
+            "dim_counterparty": "counterparty", "dim_payment_type": "payment_type", "dim_transaction": "transaction"}  # fmt: skip
+    assert {d: len(star[d]) for d in dims} == {d: source[t] for d, t in dims.items()}
+    # One fact row per version: every order once from the snapshot, plus the delta's new versions.
+    assert len(star["fact_sales_order"]) == source["sales_order"]  # simulate only adds sales orders
+    assert len(star["fact_payment"]) == source["payment"]
+    with psycopg.connect(warehouse_dsn) as conn:  # the current version of every ToteSys sales order
+        current = conn.execute(
+            "SELECT sales_order_id, units_sold, last_updated FROM staging.sales_order ORDER BY 1"
+        ).fetchall()
+    assert (
+        current
+        == totesys_db.execute(
+            "SELECT sales_order_id, units_sold, last_updated FROM sales_order ORDER BY 1"
+        ).fetchall()
+    )
+    assert changed["sales_order"] > 0
+
+    with create_session() as session:
+        [event] = [
+            e
+            for e in session.query(AssetEvent).filter(AssetEvent.source_run_id == delta.run_id).all()
+            if e.asset.name == "warehouse"
+        ]
+    assert event.extra["rows"] == {t: len(rows) for t, rows in star.items()}
+    exported = s3.list_objects_v2(Bucket="conveyor-local-processed").get("Contents", [])
+    assert any(o["Key"].startswith("fact_sales_order/2024/03/05/2002/") for o in exported)
+
+    again = run_dag("totesys_etl", T1 + timedelta(minutes=3))
+    assert again.state == "success"
+    assert star_rows(warehouse_dsn) == star
+
+
+def star_rows(warehouse_dsn) -> dict[str, list[tuple]]:
+    from conveyor.totesys import warehouse
+
+    with psycopg.connect(warehouse_dsn) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in warehouse.STAR}
 
 
 def test_dag_bad_config_fails_without_retry(totesys_db, s3, monkeypatch):

@@ -38,7 +38,7 @@ def test_requirements_txt_is_what_mwaa_needs():
     )
     mwaa_extra = _pins(REQUIREMENTS)
     # What MWAA 3.3.1's image lacks and the DAGs import.
-    assert set(mwaa_extra) == {"apache-airflow-providers-snowflake", "pandas", "pyarrow"}
+    assert set(mwaa_extra) == {"apache-airflow-providers-snowflake", "pandas", "pyarrow", "pycountry"}
     runtime = _pins(PYPROJECT["project"]["dependencies"])
     for name, version in mwaa_extra.items():
         assert runtime[name] == version, f"pyproject pins {name}=={runtime[name]}, requirements.txt {version}"

@@ -55,6 +55,8 @@ def arrow_type(column: Column) -> pa.DataType:
         return pa.timestamp("us")
     if t == "timestamp with time zone":
         return pa.timestamp("us", tz="UTC")
+    if t == "time without time zone":
+        return pa.time64("us")
     return pa.string()  # text, varchar, char, uuid, json, ...: their exact text
 
 
@@ -105,7 +107,7 @@ class _CopyReader(io.RawIOBase):
 
 
 def select_statement(spec: TableSpec, columns: list[Column], window: Window | None) -> sql.Composed:
-    """`COPY (SELECT <cols> FROM <table> [WHERE <cursor> >= start AND < end] ORDER BY <cursor>, <pk>) TO STDOUT`."""
+    """`SELECT <cols> FROM <table> [WHERE <cursor> >= start AND < end] ORDER BY <cursor>, <pk>`."""
     select = sql.SQL("SELECT {cols} FROM {table}").format(
         cols=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns), table=sql.Identifier(spec.name)
     )
@@ -116,10 +118,9 @@ def select_statement(spec: TableSpec, columns: list[Column], window: Window | No
         select += sql.SQL(" WHERE {cur} >= {start} AND {cur} < {end}").format(
             cur=sql.Identifier(spec.cursor), start=sql.Literal(start), end=sql.Literal(end)
         )
-    select += sql.SQL(" ORDER BY {cur}, {pk}").format(
+    return select + sql.SQL(" ORDER BY {cur}, {pk}").format(
         cur=sql.Identifier(spec.cursor), pk=sql.Identifier(spec.primary_key)
     )
-    return sql.SQL("COPY ({select}) TO STDOUT WITH (FORMAT csv)").format(select=select)
 
 
 def _batches(stream, schema: pa.Schema):
@@ -142,33 +143,31 @@ def _batches(stream, schema: pa.Schema):
     )
 
 
-def extract_table(
+def stream_to_s3(
     conn,
     s3,
     bucket: str,
-    spec: TableSpec,
+    key: str,
+    select: sql.Composable,
     columns: list[Column],
-    window: Window,
     *,
-    full_snapshot: bool = False,
+    table: str,
     fmt: str = "parquet",
     part_size: int = PART_SIZE,
 ) -> dict:
-    """Stream the table's rows in `window` (or all rows) into one object; returns its manifest entry.
+    """Stream `COPY (select) TO STDOUT` into one Parquet (or CSV) object at `key`.
 
-    An empty delta writes no object (and removes one left by an earlier run of the same window).
+    Returns rows and bytes. No rows writes no object (and removes one an earlier run of the same
+    key left). A statement cancelled by the session's statement_timeout is SourceUnavailable.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     schema = arrow_schema(columns)
-    key = data_key(spec.name, window, fmt)
+    copy_sql = sql.SQL("COPY ({select}) TO STDOUT WITH (FORMAT csv)").format(select=select)
     rows, writer, sink = 0, None, None
     pending, pending_bytes = [], 0  # batches of the next row group
     try:
-        with (
-            conn.cursor() as cur,
-            cur.copy(select_statement(spec, columns, None if full_snapshot else window)) as copy,
-        ):
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
             for batch in _batches(_CopyReader(copy), schema):
                 if not batch.num_rows:
                     continue
@@ -192,21 +191,57 @@ def extract_table(
             writer.close()
             sink.close()
         else:
-            s3.delete_object(Bucket=bucket, Key=key)  # a stale file from an earlier run of this window
+            s3.delete_object(Bucket=bucket, Key=key)  # a stale file from an earlier run
     except BaseException as exc:
         if sink is not None:
             sink.abort()
         if statement_timed_out(exc):
             raise SourceUnavailable(
-                f"extract of {spec.name!r} was cancelled by statement_timeout: {exc}"
+                f"extract of {table!r} was cancelled by statement_timeout: {exc}"
             ) from exc
         raise
     return {
-        "table": spec.name,
-        "window": [window.start.isoformat(), window.end.isoformat()],
-        "full_snapshot": full_snapshot,
         "rows": rows,
         "key": key if rows else None,
         "bytes": sink.bytes_written if sink else 0,
         "schema": {f.name: str(f.type) for f in schema},
     }
+
+
+def extract_table(
+    conn,
+    s3,
+    bucket: str,
+    spec: TableSpec,
+    columns: list[Column],
+    window: Window,
+    *,
+    full_snapshot: bool = False,
+    fmt: str = "parquet",
+    part_size: int = PART_SIZE,
+) -> dict:
+    """Stream the table's rows in `window` (or all rows) into one object; returns its manifest entry."""
+    result = stream_to_s3(
+        conn,
+        s3,
+        bucket,
+        data_key(spec.name, window, fmt),
+        select_statement(spec, columns, None if full_snapshot else window),
+        columns,
+        table=spec.name,
+        fmt=fmt,
+        part_size=part_size,
+    )
+    return {
+        "table": spec.name,
+        "primary_key": spec.primary_key,
+        "cursor": spec.cursor,
+        "window": [window.start.isoformat(), window.end.isoformat()],
+        "full_snapshot": full_snapshot,
+        **result,
+    }
+
+
+def star_key(table: str, window: Window) -> str:
+    """`<star table>/YYYY/MM/DD/HHMM/<star table>-<window start>-<window end>.parquet` (processed)."""
+    return data_key(table, window, "parquet")

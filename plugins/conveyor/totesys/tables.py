@@ -86,16 +86,21 @@ def parse_tables_config(text: str, origin: str = "config") -> list[TableSpec]:
     return specs
 
 
-def catalog_columns(conn, spec: TableSpec, schema: str = "public") -> list[Column]:
-    """The columns to extract, checked against the live catalog (in the configured order)."""
+def table_columns(conn, table: str, schema: str = "public") -> list[Column]:
+    """A table's columns as the live catalog has them, in order; a missing table is a ConfigError."""
     rows = conn.execute(
         "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-        (schema, spec.name),
+        (schema, table),
     ).fetchall()
     if not rows:
-        raise ConfigError(f"table {spec.name!r}: no such table in schema {schema!r}")
-    live = {r[0]: Column(*r) for r in rows}
+        raise ConfigError(f"table {table!r}: no such table in schema {schema!r}")
+    return [Column(*r) for r in rows]
+
+
+def catalog_columns(conn, spec: TableSpec, schema: str = "public") -> list[Column]:
+    """The columns to extract, checked against the live catalog (in the configured order)."""
+    live = {c.name: c for c in table_columns(conn, spec.name, schema)}
     for field, column in (("primary_key", spec.primary_key), ("cursor", spec.cursor)):
         if column not in live:
             raise ConfigError(

@@ -37,6 +37,7 @@ class Window:
 
     def to_dict(self) -> dict:
         return {
+            "name": self.name,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "widened_from": self.widened_from.isoformat() if self.widened_from else None,

@@ -1,0 +1,26 @@
+-- dim_date: every date the window's orders and payments hold (created, last updated, agreed
+-- delivery and payment, payment date). Dates never change, so a date already there stays.
+INSERT INTO dim_date (date_id, year, month, day, day_of_week, day_name, month_name, quarter, window_name)
+SELECT d,
+       extract(year FROM d)::integer,
+       extract(month FROM d)::integer,
+       extract(day FROM d)::integer,
+       extract(isodow FROM d)::integer,
+       to_char(d, 'FMDay'),
+       to_char(d, 'FMMonth'),
+       extract(quarter FROM d)::integer,
+       %(window)s
+FROM (
+    SELECT created_at::date FROM staging.sales_order_landed WHERE window_name = %(window)s
+    UNION SELECT last_updated::date FROM staging.sales_order_landed WHERE window_name = %(window)s
+    UNION SELECT agreed_delivery_date FROM staging.sales_order_landed WHERE window_name = %(window)s
+    UNION SELECT agreed_payment_date FROM staging.sales_order_landed WHERE window_name = %(window)s
+    UNION SELECT created_at::date FROM staging.purchase_order_landed WHERE window_name = %(window)s
+    UNION SELECT last_updated::date FROM staging.purchase_order_landed WHERE window_name = %(window)s
+    UNION SELECT agreed_delivery_date FROM staging.purchase_order_landed WHERE window_name = %(window)s
+    UNION SELECT agreed_payment_date FROM staging.purchase_order_landed WHERE window_name = %(window)s
+    UNION SELECT created_at::date FROM staging.payment_landed WHERE window_name = %(window)s
+    UNION SELECT last_updated::date FROM staging.payment_landed WHERE window_name = %(window)s
+    UNION SELECT payment_date FROM staging.payment_landed WHERE window_name = %(window)s
+) AS dates (d)
+ON CONFLICT (date_id) DO NOTHING;
