@@ -1,8 +1,9 @@
 """
-### ToteSys ETL — extract stage
+### ToteSys ETL
 
-Incrementally extracts changed rows from the ToteSys Postgres database (connection `totesys_db`)
-to the ingestion bucket, one mapped task per table. Replaces the old 3-minute polling Lambda.
+One run moves one window of changed rows from the ToteSys Postgres database (connection
+`totesys_db`) into the Postgres warehouse (connection `warehouse_db`). Replaces the old polling
+Lambda, transform Lambda, loader and Step Functions.
 
 * **Window**: a run extracts the rows whose cursor column (`last_updated`) is in
   `[data_interval_start - lag, data_interval_end - lag)`. Consecutive runs tile time with no gap
@@ -10,18 +11,29 @@ to the ingestion bucket, one mapped task per table. Replaces the old 3-minute po
   `lag` (default 60 s) leaves time for transactions that commit late (one open longer than
   `lag` is missed).
 * **No gaps after pauses**: a *scheduled* run starts where the last successful scheduled run's
-  window ended, so intervals skipped while the DAG was paused, failing or MWAA was updating are
-  extracted by the next scheduled run. A backfill or manual run extracts exactly its interval.
-* **Output**: `<table>/YYYY/MM/DD/HHMM/<table>-<window start>-<window end>.parquet` (Parquet, or
-  CSV by Param) and a run manifest `_manifests/…/manifest-<window start>-<window end>.json`
-  (tables, window, rows, schema, keys). An empty delta writes no file but is in the manifest.
-  Reruns rewrite the same keys. Emits the `ingestion` asset.
+  window ended (the watermark moves only once the window is in the warehouse), so intervals
+  skipped while the DAG was paused, failing or MWAA was updating are taken by the next scheduled
+  run. A backfill or manual run takes exactly its interval.
+* **Extract** (one task per table): `<table>/YYYY/MM/DD/HHMM/<table>-<window start>-<window end>.parquet`
+  in the ingestion bucket (Parquet, or CSV by Param) and a run manifest
+  `_manifests/…/manifest-<window start>-<window end>.json`. Emits the `ingestion` asset.
+* **Land** (one task per table): the window's file streams from S3 into `COPY
+  staging.<table>_landed`; a rerun replaces its own window's rows; the count must match the
+  manifest. `staging.<table>` is the newest version per primary key.
+* **Model**: `include/sql/warehouse/dim_*.sql` (type 1, with cascades), then `fact_*.sql` (one
+  row per version of an order or payment), one transaction each.
+* **Gate**: `check_columns` and `check_tables`: no null or duplicate keys, no fact row without
+  its dimension rows, one row per version. A failing check fails the run.
+* **Export**: the star rows the window wrote, as Parquet in the processed bucket at
+  `<star table>/YYYY/MM/DD/HHMM/<table>-<window start>-<window end>.parquet`. Emits `warehouse`
+  (row counts per star table) and `processed`.
 * **Config**: tables, primary keys and timestamp cursor columns from
   `include/config/totesys_tables.json`, or the Variable `totesys_tables_config` (`s3://bucket/key`
   or the JSON itself), checked against the live catalog. Schedule, lag and statement timeout
   are Airflow config options `conveyor.totesys_cron` (default `*/3 * * * *`),
   `conveyor.totesys_lag_seconds` (60) and `conveyor.totesys_statement_timeout_seconds` (900).
-* **Params**: `full_snapshot` extracts every row instead of the delta; `output_format`.
+* **Params**: `full_snapshot` extracts every row instead of the delta (start a new deployment
+  with one such manual run); `output_format`.
 """
 
 from __future__ import annotations
@@ -213,30 +225,28 @@ def totesys_etl():
         )
         for task_id, group in (("model_dimensions", warehouse.DIMENSIONS), ("model_facts", warehouse.FACTS))
     )
-    # The gate: no null or duplicate keys, no fact row without its dimension rows, one fact row
-    # per version. (Landing already refused any count that differs from the manifest's.)
-    check_keys = SQLColumnCheckOperator.partial(
-        task_id="check_keys", conn_id=WAREHOUSE_CONN_ID
-    ).expand_kwargs([warehouse.key_checks(table, WINDOW_SQL) for table in warehouse.STAR])
-    check_facts = SQLTableCheckOperator.partial(
-        task_id="check_facts", conn_id=WAREHOUSE_CONN_ID
-    ).expand_kwargs([warehouse.fact_checks(fact, WINDOW_SQL) for fact in warehouse.FACTS])
+    # The gate: no null or duplicate dimension keys; in the window's fact rows, no null reference,
+    # no row without its dimension rows, one row per version. (Landing already refused any count
+    # that differs from the manifest's.)
+    check_columns = SQLColumnCheckOperator.partial(
+        task_id="check_columns", conn_id=WAREHOUSE_CONN_ID, map_index_template="{{ task.table }}"
+    ).expand_kwargs([warehouse.column_checks(fact, WINDOW_SQL) for fact in warehouse.FACTS])
+    check_tables = SQLTableCheckOperator.partial(
+        task_id="check_tables", conn_id=WAREHOUSE_CONN_ID
+    ).expand_kwargs(
+        [warehouse.dimension_checks(), *(warehouse.fact_checks(fact, WINDOW_SQL) for fact in warehouse.FACTS)]
+    )
 
-    @task(map_index_template="{{ table_name }}")
-    def export_star(table: str, window: dict) -> dict:
-        """The star rows this window wrote, as Parquet in the processed bucket."""
-        get_current_context()["table_name"] = table
+    @task
+    def export_star(window: dict) -> list[dict]:
+        """The star rows this window wrote, as Parquet in the processed bucket (one file a table)."""
         with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
-            return {
-                "table": table,
-                **warehouse.export(
-                    conn,
-                    S3Hook(aws_conn_id=AWS_CONN_ID).get_conn(),
-                    names_from_variable().bucket("processed"),
-                    table,
-                    windows.Window.from_dict(window),
-                ),
-            }
+            return warehouse.export_all(
+                conn,
+                S3Hook(aws_conn_id=AWS_CONN_ID).get_conn(),
+                names_from_variable().bucket("processed"),
+                windows.Window.from_dict(window),
+            )
 
     @task(outlets=[WAREHOUSE, PROCESSED])
     def declare_warehouse(exports: list[dict], window: dict, dag_run=None, outlet_events=None) -> dict:
@@ -261,9 +271,16 @@ def totesys_etl():
     results = extract_table.partial(window=window).expand(table=tables_to_extract())
     manifest = write_manifest(results, window)
     landed = land_table.partial(window=window).expand(entry=results)
-    chain(manifest, prepare_warehouse(), landed, model_dimensions, model_facts, [check_keys, check_facts])
-    exports = export_star.partial(window=window).expand(table=list(warehouse.STAR))
-    chain([check_keys, check_facts], exports)
+    exports = export_star(window)
+    chain(
+        manifest,
+        prepare_warehouse(),
+        landed,
+        model_dimensions,
+        model_facts,
+        [check_columns, check_tables],
+        exports,
+    )
     declare_warehouse(exports, window)
 
 

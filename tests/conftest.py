@@ -162,6 +162,21 @@ def task_states(dag_run) -> dict[str, list[str]]:
     return states
 
 
+@pytest.fixture(autouse=True)
+def short_retry_delays(monkeypatch):
+    """dag.test() sleeps through retry delays: keep retries, but seconds apart, not minutes.
+
+    An unexpected failure then costs seconds, not the 1 + 2 minute backoff it would under the
+    real defaults (a broken change once made CI wait out 24 minutes of retries).
+    """
+    from datetime import timedelta
+
+    from conveyor import defaults
+
+    monkeypatch.setitem(defaults.DEFAULT_ARGS, "retry_delay", timedelta(seconds=1))
+    monkeypatch.setitem(defaults.DEFAULT_ARGS, "max_retry_delay", timedelta(seconds=2))
+
+
 @pytest.fixture
 def no_retries(monkeypatch):
     """dag.test() waits out retry delays: make failures final (the parse reads DEFAULT_ARGS)."""

@@ -10,6 +10,9 @@
    STDOUT` into a local file (the limit) and vs `pandas.read_sql` + `to_csv` (the old system);
    the extract's peak RSS at 2,000,000 rows (in a child process, beside an idle child's); and a
    1,000-row delta from the 2,000,000-row table as a fraction of the full extract's time.
+4. A ToteSys window into the warehouse (conveyor_local.bench_warehouse): landing vs COPY from a
+   local CSV file, land + model vs the same limit and vs pandas.to_sql, peak RSS, and a small
+   window after a full load.
 """
 
 from __future__ import annotations
@@ -309,20 +312,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=DEFAULT_MAX_CONCURRENCY)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the extract comparison")
     parser.add_argument("--big", type=int, default=2_000_000, help="table size for the RSS and delta figures")
-    parser.add_argument("--only", choices=["copies", "parsing", "extract"], action="append")
+    parser.add_argument("--small", type=int, default=1_000, help="rows of the small warehouse window")
+    parser.add_argument(
+        "--pandas-rows", type=int, default=200_000, help="rows pandas.to_sql loads (its rate is compared)"
+    )
+    parser.add_argument("--only", choices=["copies", "parsing", "extract", "warehouse"], action="append")
     parser.add_argument("--rss-probe", nargs=2, metavar=("DSN", "ENDPOINT"), help=argparse.SUPPRESS)
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-rows", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--warehouse-rss-probe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_probe:
         return rss_probe(*args.rss_probe, idle=args.idle, rows=args.probe_rows)
-    only = set(args.only or ["copies", "parsing", "extract"])
+    if args.warehouse_rss_probe:
+        from conveyor_local import bench_warehouse
+
+        dsn, endpoint, key, rows = args.warehouse_rss_probe
+        return bench_warehouse.rss_probe(dsn, endpoint, key, int(rows))
+    only = set(args.only or ["copies", "parsing", "extract", "warehouse"])
     if "copies" in only:
         bench_copies_report(args)
     if "parsing" in only:
         bench_parsing_report(args)
     if "extract" in only:
         bench_extract_report(args)
+    if "warehouse" in only:
+        from conveyor_local import bench_warehouse
+
+        bench_warehouse.report(args)
     return 0
 
 

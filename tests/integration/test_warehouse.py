@@ -318,10 +318,10 @@ def test_the_checks_pass_on_a_good_window_and_catch_a_planted_orphan(pipeline, t
     run_in_order(pipeline, three_windows, [0, 1, 2])
     for index in range(3):
         window_sql = f"'{WINDOWS[index].name}'"
-        for table in warehouse.STAR:
-            _check(SQLColumnCheckOperator, warehouse.key_checks(table, window_sql))
         for fact in warehouse.FACTS:
+            _check(SQLColumnCheckOperator, warehouse.column_checks(fact, window_sql))
             _check(SQLTableCheckOperator, warehouse.fact_checks(fact, window_sql))
+    _check(SQLTableCheckOperator, warehouse.dimension_checks())
 
     with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a sales order whose staff member is unknown
         conn.execute("UPDATE fact_sales_order SET sales_staff_id = 999 WHERE sales_record_id = 3")
@@ -331,8 +331,13 @@ def test_the_checks_pass_on_a_good_window_and_catch_a_planted_orphan(pipeline, t
     with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a dimension key twice
         conn.execute("ALTER TABLE dim_design DROP CONSTRAINT dim_design_pkey")
         conn.execute("INSERT INTO dim_design VALUES (1, 'x', 'y', 'z', 'w')")
-    with pytest.raises(AirflowException, match=r"design_id"):
-        _check(SQLColumnCheckOperator, warehouse.key_checks("dim_design", window_sql))
+    with pytest.raises(AirflowException, match=r"dim_design_keys_unique"):
+        _check(SQLTableCheckOperator, warehouse.dimension_checks())
+    with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a fact row that lost its reference
+        conn.execute("ALTER TABLE fact_payment ALTER COLUMN currency_id DROP NOT NULL")
+        conn.execute("UPDATE fact_payment SET currency_id = NULL WHERE payment_id = 2")
+    with pytest.raises(AirflowException, match=r"currency_id"):
+        _check(SQLColumnCheckOperator, warehouse.column_checks("fact_payment", window_sql))
 
 
 def test_a_window_without_orders_checks_and_passes(pipeline, three_windows):

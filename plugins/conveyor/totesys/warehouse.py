@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import io
 
-from psycopg import sql
-
 from conveyor import paths
 from conveyor.s3 import S3ObjectReader
 from conveyor.totesys.windows import Window
@@ -109,6 +107,8 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     One transaction: the window's earlier rows go, the file's rows come, and the count must be
     the manifest's; a failure anywhere leaves the table as it was.
     """
+    from psycopg import sql
+
     table = entry["table"]
     landed = sql.Identifier("staging", f"{table}_landed")
     rows = 0
@@ -137,8 +137,15 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     return {"table": table, "rows": rows, "replaced": replaced}
 
 
+def export_all(conn, s3, bucket: str, window: Window) -> list[dict]:
+    """Every star table's rows `window` wrote, one Parquet object per table that has any."""
+    return [{"table": table, **export(conn, s3, bucket, table, window)} for table in STAR]
+
+
 def export(conn, s3, bucket: str, table: str, window: Window) -> dict:
     """The star rows `window` wrote, as Parquet at `<table>/YYYY/MM/DD/HHMM/<table>-<window>.parquet`."""
+    from psycopg import sql
+
     from conveyor.totesys import extract
     from conveyor.totesys.tables import table_columns
 
@@ -157,6 +164,8 @@ def export(conn, s3, bucket: str, table: str, window: Window) -> dict:
 
 def star_counts(conn) -> dict[str, int]:
     """Rows per star table."""
+    from psycopg import sql
+
     return {
         table: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
         for table in STAR
@@ -200,21 +209,31 @@ FACT_REFERENCES = {
 }
 
 
-def key_checks(table: str, window_sql: str) -> dict:
-    """SQLColumnCheckOperator arguments: no null or duplicate key in a dimension; no null source id
-    or reference in the window's fact rows."""
-    if table in FACT_REFERENCES:
-        columns = (STAR_KEYS[table][0], *FACT_REFERENCES[table])
-        return {
-            "table": table,
-            "column_mapping": {column: {"null_check": {"equal_to": 0}} for column in columns},
-            "partition_clause": f"window_name = {window_sql}",
-        }
-    [key] = STAR_KEYS[table]
+def column_checks(fact: str, window_sql: str) -> dict:
+    """SQLColumnCheckOperator arguments: no null source id or reference in the window's rows of
+    a fact table."""
+    columns = (STAR_KEYS[fact][0], *FACT_REFERENCES[fact])
     return {
-        "table": table,
-        "column_mapping": {key: {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}}},
+        "table": fact,
+        "column_mapping": {column: {"null_check": {"equal_to": 0}} for column in columns},
+        "partition_clause": f"window_name = {window_sql}",
     }
+
+
+def dimension_checks() -> dict:
+    """SQLTableCheckOperator arguments: no null and no duplicate key in any dimension.
+
+    The checked "table" is a one-row subquery of counts, one pair per dimension."""
+    counts = []
+    for dim in DIMENSIONS:
+        [key] = STAR_KEYS[dim]
+        counts.append(f"(SELECT count(*) FILTER (WHERE {key} IS NULL) FROM {dim}) AS {dim}_null_keys")
+        counts.append(f"(SELECT count({key}) - count(DISTINCT {key}) FROM {dim}) AS {dim}_duplicate_keys")
+    checks = {}
+    for dim in DIMENSIONS:
+        checks[f"{dim}_keys_not_null"] = {"check_statement": f"{dim}_null_keys = 0"}
+        checks[f"{dim}_keys_unique"] = {"check_statement": f"{dim}_duplicate_keys = 0"}
+    return {"table": f"(SELECT {', '.join(counts)}) AS dimension_keys", "checks": checks}
 
 
 def fact_checks(fact: str, window_sql: str) -> dict:

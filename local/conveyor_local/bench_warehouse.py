@@ -1,0 +1,274 @@
+"""`make bench`, part 4: a ToteSys window into the warehouse, as ratios against baselines
+measured in the same run.
+
+- land: 1,000,000 changed sales_order rows, Parquet in (moto) S3 -> staging, vs `COPY FROM` of the
+  same rows as CSV from a local file into the same table (the limit; goal >= 0.8x);
+- land + model of that window (goal >= 0.33x of the limit), vs `pandas.to_sql` of the same rows
+  (how the old loader worked);
+- peak RSS of the landing, in a child process (goal < 300 MiB);
+- a 1,000-row window into a warehouse already holding 2,000,000 facts, as a fraction of that
+  full load's time (goal < 5%).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+SALES_ORDER = """
+CREATE TABLE sales_order (
+    sales_order_id integer PRIMARY KEY, design_id integer NOT NULL, staff_id integer NOT NULL,
+    counterparty_id integer NOT NULL, units_sold integer NOT NULL, unit_price numeric(10, 2) NOT NULL,
+    currency_id integer NOT NULL, agreed_delivery_date date NOT NULL, agreed_payment_date date NOT NULL,
+    agreed_delivery_location_id integer NOT NULL, created_at timestamp NOT NULL, last_updated timestamp NOT NULL
+);
+INSERT INTO sales_order
+SELECT i, i % 50 + 1, i % 20 + 1, i % 20 + 1, (i * 7) % 100000, ((i * 13) % 40000) / 100.0, i % 3 + 1,
+       DATE '2024-01-01' + (i % 365), DATE '2024-02-01' + (i % 365), i % 30 + 1,
+       TIMESTAMP '2024-01-01' + i * INTERVAL '1 millisecond', TIMESTAMP '2024-01-01' + i * INTERVAL '1 millisecond'
+FROM generate_series(1, %(rows)s) AS i;
+CREATE INDEX sales_order_last_updated ON sales_order (last_updated);
+ANALYZE sales_order;
+"""
+START = datetime(2024, 1, 1, tzinfo=UTC)
+SPEC_NAME = "sales_order"
+
+
+def _window(first_ms: int, rows: int):
+    from conveyor.totesys.windows import Window
+
+    return Window(START + timedelta(milliseconds=first_ms), START + timedelta(milliseconds=first_ms + rows))
+
+
+def _extract(dsn: str, s3, window) -> dict:
+    import psycopg
+
+    from conveyor.totesys import extract, tables
+
+    spec = tables.TableSpec(SPEC_NAME, "sales_order_id", "last_updated")
+    with psycopg.connect(dsn) as conn:
+        return extract.extract_table(conn, s3, "bench", spec, tables.catalog_columns(conn, spec), window)
+
+
+def _warehouse(admin_dsn: str, name: str) -> str:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from conveyor.totesys import warehouse
+
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(admin_dsn)
+    params["dbname"] = name
+    dsn = make_conninfo(**params)
+    with psycopg.connect(dsn) as conn:
+        warehouse.create_schema(conn)
+        warehouse.load_currency_names(conn)
+    return dsn
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def land(dsn: str, s3, entry: dict, window) -> None:
+    import psycopg
+
+    from conveyor.totesys import warehouse
+
+    with psycopg.connect(dsn) as conn:
+        warehouse.land(conn, s3, "bench", entry, window)
+
+
+def model(dsn: str, window) -> None:
+    """The model as model_dimensions and model_facts run it: each group one transaction."""
+    import psycopg
+
+    from conveyor import paths
+    from conveyor.totesys import warehouse
+
+    with psycopg.connect(dsn) as conn:
+        for group in (warehouse.DIMENSIONS, warehouse.FACTS):
+            for relative in warehouse.model_files(group):
+                conn.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
+            conn.commit()
+
+
+def bench_warehouse(rows: int, big: int, small: int, pandas_rows: int) -> dict:
+    import pgserver
+    import psycopg
+    import pyarrow.parquet as pq
+    import sqlalchemy
+
+    from conveyor_local.bench import _child_peak_rss, _s3, _start_moto
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
+        moto, endpoint = _start_moto()
+        try:
+            admin = server.get_uri("postgres")
+            s3 = _s3(endpoint)
+            s3.create_bucket(Bucket="bench", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+            source = _warehouse(admin, "source")  # just a database here
+            with psycopg.connect(source, autocommit=True) as conn:
+                conn.execute(SALES_ORDER.replace("%(rows)s", str(big)))
+            window = _window(1, rows)
+            entry = _extract(source, s3, window)
+            assert entry["rows"] == rows, entry
+
+            # The limit: the same rows as CSV in a local file, COPYed into the same table.
+            columns = ", ".join(entry["schema"])
+            csv_path = Path(tmp) / "rows.csv"
+            with psycopg.connect(source) as conn, open(csv_path, "wb") as out:
+                select = (
+                    f"SELECT {columns} FROM {SPEC_NAME} WHERE last_updated >= '{window.start:%Y-%m-%d %H:%M:%S.%f}' "
+                    f"AND last_updated < '{window.end:%Y-%m-%d %H:%M:%S.%f}'"
+                )
+                with conn.cursor().copy(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)") as copy:
+                    for chunk in copy:
+                        out.write(chunk)
+            limit_dsn = _warehouse(admin, "limit")
+
+            def copy_limit():
+                with psycopg.connect(limit_dsn) as conn:
+                    conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
+                    with (
+                        conn.cursor().copy(
+                            f"COPY staging.sales_order_landed ({columns}) FROM STDIN WITH (FORMAT csv)"
+                        ) as copy,
+                        open(csv_path, "rb") as f,
+                    ):
+                        while data := f.read(1 << 20):
+                            copy.write(data)
+
+            limit_s = _timed(copy_limit)
+            ours_dsn = _warehouse(admin, "ours")
+            land_s = _timed(lambda: land(ours_dsn, s3, entry, window))
+            model_s = _timed(lambda: model(ours_dsn, window))
+            with psycopg.connect(ours_dsn) as conn:
+                facts = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
+            assert facts == rows, facts
+
+            # The old loader: pandas.to_sql of the rows read from the Parquet file.
+            body = s3.get_object(Bucket="bench", Key=entry["key"])["Body"].read()
+            frame = pq.read_table(io.BytesIO(body)).slice(0, pandas_rows).to_pandas()
+            engine = sqlalchemy.create_engine(
+                "postgresql+psycopg://", creator=lambda: psycopg.connect(limit_dsn)
+            )
+            pandas_s = _timed(
+                lambda: frame.to_sql(
+                    "sales_order_pandas", engine, schema="staging", index=False, chunksize=10_000
+                )
+            )
+            engine.dispose()
+
+            rss_land = _child_peak_rss(["--warehouse-rss-probe", ours_dsn, endpoint, entry["key"], str(rows)])
+            rss_idle = _child_peak_rss(["--warehouse-rss-probe", ours_dsn, endpoint, "", "0"])
+
+            # A small window into a warehouse already holding `big` facts, against that full load.
+            full_dsn = _warehouse(admin, "full")
+            full_window = _window(0, big + 1)
+            full_entry = _extract(source, s3, full_window)
+            full_s = _timed(
+                lambda: (land(full_dsn, s3, full_entry, full_window), model(full_dsn, full_window))
+            )
+            with psycopg.connect(source, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE sales_order SET units_sold = units_sold + 1, "
+                    "last_updated = TIMESTAMP '2024-06-01' + sales_order_id * INTERVAL '1 microsecond' "
+                    f"WHERE sales_order_id % {big // small} = 0"
+                )
+            small_window = _window(int(timedelta(days=152).total_seconds() * 1000), 60_000)
+            small_entry = _extract(source, s3, small_window)
+            assert small_entry["rows"] == small, small_entry
+            small_s = _timed(
+                lambda: (land(full_dsn, s3, small_entry, small_window), model(full_dsn, small_window))
+            )
+            with psycopg.connect(full_dsn) as conn:
+                total = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
+            assert total == big + small, total
+        finally:
+            moto.terminate()
+            moto.wait()
+            server.cleanup()
+    return {
+        "limit": limit_s,
+        "land": land_s,
+        "model": model_s,
+        "pandas": pandas_s,
+        "pandas_rows": pandas_rows,
+        "rss_land": rss_land,
+        "rss_idle": rss_idle,
+        "full": full_s,
+        "small": small_s,
+    }
+
+
+def rss_probe(dsn: str, endpoint: str, key: str, rows: int) -> int:
+    """Land `key` (a window of `rows`) in a fresh process; print its peak RSS (bytes)."""
+    import psycopg
+
+    from conveyor.totesys import warehouse  # noqa: F401  (the same imports for the idle figure)
+    from conveyor_local.bench import _s3
+
+    if key:
+        window = _window(1, rows)
+        with psycopg.connect(dsn) as conn:
+            conn.execute("DELETE FROM staging.sales_order_landed")
+            conn.commit()
+        land(
+            dsn, _s3(endpoint), {"table": SPEC_NAME, "key": key, "rows": rows, "schema": _schema(dsn)}, window
+        )
+    status = Path("/proc/self/status").read_text()
+    print(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024)
+    return 0
+
+
+def _schema(dsn: str) -> dict:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        names = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'staging' "
+            "AND table_name = 'sales_order_landed' AND column_name <> 'window_name' ORDER BY ordinal_position"
+        ).fetchall()
+    return {name: "" for (name,) in names}
+
+
+def report(args) -> None:
+    mib = 1024 * 1024
+    print(
+        f"4. ToteSys window into the warehouse: {args.rows:,} changed sales orders; then a {args.small:,}-row "
+        f"window after a {args.big:,}-row full load"
+    )
+    r = bench_warehouse(args.rows, args.big, args.small, args.pandas_rows)
+    rate = args.rows / r["limit"]
+    print(f"   limit: COPY FROM local CSV -> staging  {r['limit']:7.2f}s  {rate:10,.0f} rows/s")
+    print(
+        f"   conveyor land: Parquet in S3 -> staging {r['land']:7.2f}s  {args.rows / r['land']:10,.0f} rows/s"
+    )
+    both = r["land"] + r["model"]
+    print(f"   conveyor land + model (dims, facts)    {both:7.2f}s  {args.rows / both:10,.0f} rows/s")
+    pandas_rate = r["pandas_rows"] / r["pandas"]
+    print(
+        f"   old: pandas.to_sql ({r['pandas_rows']:,} rows)       {r['pandas']:7.2f}s  {pandas_rate:10,.0f} rows/s"
+    )
+    print(f"   ratio land speed / limit:             {r['limit'] / r['land']:.2f}x (goal >= 0.8x)")
+    print(f"   ratio land + model speed / limit:     {r['limit'] / both:.2f}x (goal >= 0.33x)")
+    print(f"   ratio land + model / pandas.to_sql:   {(args.rows / both) / pandas_rate:.1f}x faster")
+    print(
+        f"   peak RSS, landing {args.rows:,} rows:     {r['rss_land'] / mib:7.0f} MiB "
+        f"(idle child with the same imports: {r['rss_idle'] / mib:.0f} MiB; goal < 300 MiB)"
+    )
+    print(
+        f"   {args.small:,}-row window vs {args.big:,}-row full load: {r['small']:.2f}s vs {r['full']:.2f}s = "
+        f"{r['small'] / r['full']:.1%} of the full load's time (goal < 5%)"
+    )
