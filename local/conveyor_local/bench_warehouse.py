@@ -72,6 +72,13 @@ def _warehouse(admin_dsn: str, name: str) -> str:
     return dsn
 
 
+def _checkpoint(admin_dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def _timed(fn) -> float:
     started = time.perf_counter()
     fn()
@@ -101,7 +108,7 @@ def model(dsn: str, window) -> None:
             conn.commit()
 
 
-def bench_warehouse(rows: int, big: int, small: int, pandas_rows: int) -> dict:
+def bench_warehouse(rows: int, big: int, small: int, pandas_rows: int, rounds: int = 2) -> dict:
     import pgserver
     import psycopg
     import pyarrow.parquet as pq
@@ -135,24 +142,36 @@ def bench_warehouse(rows: int, big: int, small: int, pandas_rows: int) -> dict:
                 with conn.cursor().copy(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)") as copy:
                     for chunk in copy:
                         out.write(chunk)
-            limit_dsn = _warehouse(admin, "limit")
+            # Each round: both loads into fresh databases after a checkpoint, the first one
+            # alternating; the best of the rounds is kept (the noise is the machine, not the load).
+            limit_s = land_s = model_s = float("inf")
+            for round_ in range(rounds):
+                limit_dsn, ours_dsn = _warehouse(admin, "limit"), _warehouse(admin, "ours")
 
-            def copy_limit():
-                with psycopg.connect(limit_dsn) as conn:
-                    conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
-                    with (
-                        conn.cursor().copy(
-                            f"COPY staging.sales_order_landed ({columns}) FROM STDIN WITH (FORMAT csv)"
-                        ) as copy,
-                        open(csv_path, "rb") as f,
-                    ):
-                        while data := f.read(1 << 20):
-                            copy.write(data)
+                def copy_limit(limit_dsn=limit_dsn):
+                    with psycopg.connect(limit_dsn) as conn:
+                        conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
+                        with (
+                            conn.cursor().copy(
+                                f"COPY staging.sales_order_landed ({columns}) FROM STDIN WITH (FORMAT csv)"
+                            ) as copy,
+                            open(csv_path, "rb") as f,
+                        ):
+                            while data := f.read(1 << 20):
+                                copy.write(data)
 
-            limit_s = _timed(copy_limit)
-            ours_dsn = _warehouse(admin, "ours")
-            land_s = _timed(lambda: land(ours_dsn, s3, entry, window))
-            model_s = _timed(lambda: model(ours_dsn, window))
+                def land_ours(ours_dsn=ours_dsn):
+                    land(ours_dsn, s3, entry, window)
+
+                for fn in (copy_limit, land_ours) if round_ % 2 == 0 else (land_ours, copy_limit):
+                    _checkpoint(admin)
+                    elapsed = _timed(fn)
+                    if fn is copy_limit:
+                        limit_s = min(limit_s, elapsed)
+                    else:
+                        land_s = min(land_s, elapsed)
+                _checkpoint(admin)
+                model_s = min(model_s, _timed(lambda ours_dsn=ours_dsn: model(ours_dsn, window)))
             with psycopg.connect(ours_dsn) as conn:
                 facts = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
             assert facts == rows, facts
@@ -215,18 +234,19 @@ def bench_warehouse(rows: int, big: int, small: int, pandas_rows: int) -> dict:
 def rss_probe(dsn: str, endpoint: str, key: str, rows: int) -> int:
     """Land `key` (a window of `rows`) in a fresh process; print its peak RSS (bytes)."""
     import psycopg
+    import pyarrow.csv  # landing's imports, so the idle figure has them too
+    import pyarrow.parquet  # noqa: F401
 
-    from conveyor.totesys import warehouse  # noqa: F401  (the same imports for the idle figure)
     from conveyor_local.bench import _s3
 
+    s3 = _s3(endpoint)
+    s3.list_buckets()  # the idle figure: imports, an S3 client and a connection, no landing
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM staging.sales_order_landed")
+        conn.commit()
     if key:
-        window = _window(1, rows)
-        with psycopg.connect(dsn) as conn:
-            conn.execute("DELETE FROM staging.sales_order_landed")
-            conn.commit()
-        land(
-            dsn, _s3(endpoint), {"table": SPEC_NAME, "key": key, "rows": rows, "schema": _schema(dsn)}, window
-        )
+        entry = {"table": SPEC_NAME, "key": key, "rows": rows, "schema": _schema(dsn)}
+        land(dsn, s3, entry, _window(1, rows))
     status = Path("/proc/self/status").read_text()
     print(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024)
     return 0
@@ -249,7 +269,7 @@ def report(args) -> None:
         f"4. ToteSys window into the warehouse: {args.rows:,} changed sales orders; then a {args.small:,}-row "
         f"window after a {args.big:,}-row full load"
     )
-    r = bench_warehouse(args.rows, args.big, args.small, args.pandas_rows)
+    r = bench_warehouse(args.rows, args.big, args.small, args.pandas_rows, args.rounds)
     rate = args.rows / r["limit"]
     print(f"   limit: COPY FROM local CSV -> staging  {r['limit']:7.2f}s  {rate:10,.0f} rows/s")
     print(

@@ -44,7 +44,7 @@ STAR_KEYS = {
     "fact_purchase_order": ("purchase_order_id", "last_updated_date", "last_updated_time"),
     "fact_payment": ("payment_id", "last_updated_date", "last_updated_time"),
 }
-ROW_BATCH = 65_536  # Parquet rows decoded and sent to COPY at a time
+ROW_BATCH = 16_384  # Parquet rows decoded and sent to COPY at a time (bigger batches: more memory, no faster)
 READ_BUFFER = 8 * 1024 * 1024  # bytes per ranged GET
 
 
@@ -95,7 +95,8 @@ def _chunks(s3, bucket: str, key: str, csv_file: bool):
             yield chunk
         return
     options = pa_csv.WriteOptions(include_header=False)
-    for batch in pq.ParquetFile(reader).iter_batches(batch_size=ROW_BATCH):
+    # One thread: Postgres, not decoding, is the slower side, and Arrow's thread pools cost memory.
+    for batch in pq.ParquetFile(reader).iter_batches(batch_size=ROW_BATCH, use_threads=False):
         buffer = io.BytesIO()
         pa_csv.write_csv(batch, buffer, write_options=options)
         yield buffer.getbuffer()
@@ -108,6 +109,7 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     the manifest's; a failure anywhere leaves the table as it was.
     """
     from psycopg import sql
+    from psycopg.copy import LibpqWriter
 
     table = entry["table"]
     landed = sql.Identifier("staging", f"{table}_landed")
@@ -123,7 +125,9 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER {})").format(
                 landed, columns, sql.SQL("true" if csv_file else "false")
             )
-            with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            # psycopg's default writer queues up to 1024 blocks (128 MiB) when the server is the
+            # slower side, as it is here: write through libpq directly so memory stays one batch.
+            with conn.cursor() as cur, cur.copy(copy_sql, writer=LibpqWriter(cur)) as copy:
                 for chunk in _chunks(s3, bucket, entry["key"], csv_file):
                     copy.write(chunk)
             rows = conn.execute(
