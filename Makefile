@@ -16,7 +16,7 @@ CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 # Everything below runs with the project's virtualenv first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv lock demo test lint fmt bench services services-stop airflow package terraform-check clean
+.PHONY: help venv lock demo test test-scheduler lint fmt bench services services-stop seed airflow package terraform-check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ services: $(STAMP) ## Start the local stack (moto + Postgres) in the background 
 services-stop: ## Stop what `make services` started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m conveyor_local stop; else echo "nothing to stop"; fi
 
+seed: services ## Put the sample data back as it was (source bucket files, the ToteSys database)
+	@$(BIN)/python -m conveyor_local seed
+
 airflow: services ## Start `airflow standalone` (UI) on the local stack; prints the URL and login
 	@$(BIN)/python -m conveyor_local airflow
 
@@ -56,6 +59,9 @@ demo: services ## Set up, start the stack, run the pipelines through Airflow, pr
 
 test: $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (DAGs, unit, integration, Terraform + checkov, packaging)
 	$(BIN)/python -m pytest
+
+test-scheduler: $(STAMP) ## Airflow as users run it: `make airflow` on a stack of its own, driven through the REST API
+	$(BIN)/python -m pytest -m scheduler tests/scheduler
 
 lint: $(STAMP) terraform-check ## ruff (with the Airflow AIR rules), format check, lock-sync check, checkov
 	$(BIN)/ruff check .

@@ -37,7 +37,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from conveyor import sqs
 from conveyor.assets import CURATED
-from conveyor.defaults import DEFAULT_ARGS, Tag
+from conveyor.defaults import CONTINUOUS_SINCE, DEFAULT_ARGS, Tag
 from conveyor.events import copier
 from conveyor.events.sensor import EventQueueSensor
 from conveyor.keys import utc_date
@@ -57,6 +57,7 @@ BUDGET = copier.Budget(messages=500, bytes=20 * copier.GiB, seconds=COPY_EVENTS_
 @dag(
     dag_id=DAG_ID,
     schedule="@continuous",
+    start_date=CONTINUOUS_SINCE,  # @continuous needs one to create a second run (see defaults)
     max_active_runs=1,
     catchup=False,
     # A persistent error fails every run; pause after three instead of looping (alerts say why).

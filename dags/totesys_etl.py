@@ -13,7 +13,8 @@ Lambda, transform Lambda, loader and Step Functions.
 * **No gaps after pauses**: a *scheduled* run starts where the last successful scheduled run's
   window ended (the watermark moves only once the window is in the warehouse), so intervals
   skipped while the DAG was paused, failing or MWAA was updating are taken by the next scheduled
-  run. A backfill or manual run takes exactly its interval.
+  run. A backfill or manual run takes exactly its interval. The first scheduled run (no
+  watermark yet) takes a full snapshot, so unpausing a new deployment is all it takes.
 * **Extract** (one task per table): `<table>/YYYY/MM/DD/HHMM/<table>-<window start>-<window end>.parquet`
   in the ingestion bucket (Parquet, or CSV by Param) and a run manifest
   `_manifests/…/manifest-<window start>-<window end>.json`. Emits the `ingestion` asset.
@@ -32,8 +33,7 @@ Lambda, transform Lambda, loader and Step Functions.
   or the JSON itself), checked against the live catalog. Schedule, lag and statement timeout
   are Airflow config options `conveyor.totesys_cron` (default `*/3 * * * *`),
   `conveyor.totesys_lag_seconds` (60) and `conveyor.totesys_statement_timeout_seconds` (900).
-* **Params**: `full_snapshot` extracts every row instead of the delta (start a new deployment
-  with one such manual run); `output_format`.
+* **Params**: `full_snapshot` extracts every row instead of the delta; `output_format`.
 """
 
 from __future__ import annotations
@@ -100,12 +100,19 @@ WINDOW_SQL = f"'{WINDOW_NAME}'"
 )
 def totesys_etl():
     @task
-    def plan_window(dag_run=None, data_interval_start=None, data_interval_end=None) -> dict:
-        """The run's cursor window: its interval less the lag; scheduled runs from the watermark."""
+    def plan_window(dag_run=None, data_interval_start=None, data_interval_end=None, params=None) -> dict:
+        """The run's cursor window: its interval less the lag; scheduled runs from the watermark.
+
+        The first scheduled run of a deployment (no watermark yet) takes a full snapshot: the
+        warehouse needs every dimension row before its first facts."""
         watermark = None
+        full_snapshot = params["full_snapshot"]
         if dag_run.run_type == windows.SCHEDULED:
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
             watermark = windows.read_watermark(s3, names_from_variable().bucket("ingestion"), DAG_ID)
+            if watermark is None and not full_snapshot:
+                log.info("the first scheduled run (no watermark yet): taking a full snapshot")
+                full_snapshot = True
         window = windows.run_window(
             data_interval_start, data_interval_end, LAG, run_type=dag_run.run_type, watermark=watermark
         )
@@ -115,7 +122,7 @@ def totesys_etl():
                 window.start,
                 window.widened_from,
             )
-        return window.to_dict()
+        return {**window.to_dict(), "full_snapshot": full_snapshot}
 
     @task
     def tables_to_extract() -> list[dict]:
@@ -151,7 +158,7 @@ def totesys_etl():
                 spec,
                 tables.catalog_columns(conn, spec),
                 windows.Window.from_dict(window),
-                full_snapshot=params["full_snapshot"],
+                full_snapshot=window["full_snapshot"],
                 fmt=params["output_format"],
             )
 
@@ -165,7 +172,9 @@ def totesys_etl():
         outlet_events=None,
     ) -> dict:
         """One manifest per run: what each table's extract produced."""
-        results = list(results)  # read the mapped results once (each pass re-reads them from XCom)
+        # Read the mapped results once, by index: each pass re-reads them from XCom, and iterating
+        # asks for one past the end, which the API server logs as an error.
+        results = [results[i] for i in range(len(results))]
         run_window = windows.Window.from_dict(window)
         manifest = {
             "dag_id": DAG_ID,

@@ -13,6 +13,8 @@
 4. A ToteSys window into the warehouse (conveyor_local.bench_warehouse): landing vs COPY from a
    local CSV file, land + model vs the same limit and vs pandas.to_sql, peak RSS, and a small
    window after a full load.
+5. s3_event_copy under the real scheduler (conveyor_local.event_latency): put_object in raw ->
+   copy in curated, p50 and p95 over 20 objects, beside the old Lambda copier's documented latency.
 """
 
 from __future__ import annotations
@@ -316,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pandas-rows", type=int, default=200_000, help="rows pandas.to_sql loads (its rate is compared)"
     )
-    parser.add_argument("--only", choices=["copies", "parsing", "extract", "warehouse"], action="append")
+    parser.add_argument(
+        "--only", choices=["copies", "parsing", "extract", "warehouse", "latency"], action="append"
+    )
     parser.add_argument("--rss-probe", nargs=2, metavar=("DSN", "ENDPOINT"), help=argparse.SUPPRESS)
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--probe-rows", type=int, help=argparse.SUPPRESS)
@@ -329,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 
         dsn, endpoint, key, rows = args.warehouse_rss_probe
         return bench_warehouse.rss_probe(dsn, endpoint, key, int(rows))
-    only = set(args.only or ["copies", "parsing", "extract", "warehouse"])
+    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "latency"])
     if "copies" in only:
         bench_copies_report(args)
     if "parsing" in only:
@@ -340,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         from conveyor_local import bench_warehouse
 
         bench_warehouse.report(args)
+    if "latency" in only:
+        from conveyor_local import event_latency
+
+        event_latency.report()
     return 0
 
 

@@ -2,8 +2,13 @@
 
 State lives in `.local/` (override with CONVEYOR_LOCAL_DIR): `stack.json` records what this
 project started (pids, ports, data dirs) so `stop` stops exactly that and `start` again is
-harmless. `env.sh` exports what `airflow dags test` needs: AIRFLOW_HOME with a SQLite metadata
-DB, the dags/plugins folders, and the connections as AIRFLOW_CONN_* variables.
+harmless. `env.sh` exports what Airflow needs: AIRFLOW_HOME, its metadata in the `airflow`
+database of the same Postgres (as MWAA keeps it in Postgres; SQLite cannot take a backfill while
+the scheduler runs), the LocalExecutor sized to the machine, the dags/plugins folders, and the
+connections as AIRFLOW_CONN_* variables.
+
+What survives `stop` and `start`: Postgres's data (ToteSys, the warehouse, Airflow's runs) and the
+ports. moto keeps nothing: `start` provisions its resources again and reseeds the sample files.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from conveyor import resources
 from conveyor.paths import PROJECT_ROOT
 from conveyor_local.provision import provision
 
-DATABASES = ("totesys", "warehouse")
+DATABASES = ("totesys", "warehouse")  # the pipelines' own
+AIRFLOW_DATABASE = "airflow"  # Airflow's metadata
 ACCESS_KEY = "testing"  # moto accepts any key; these are not secrets
 
 
@@ -71,9 +77,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(url: str, timeout: float, what: str, log: Path) -> None:
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_http(url: str, timeout: float, what: str, log: Path, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see {log}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -93,7 +110,11 @@ def _start_moto(state: dict) -> None:
     moto = state.get("moto", {})
     if _alive(moto.get("pid")):
         return
-    port = int(os.environ.get("CONVEYOR_MOTO_PORT", 0)) or moto.get("port") or free_port()
+    port = int(os.environ.get("CONVEYOR_MOTO_PORT", 0)) or moto.get("port")
+    if port and not _port_free(port):
+        print(f"port {port}, where moto listened before, is taken: moto moves (run `make services` again)")
+        port = None
+    port = port or free_port()
     log = local_dir() / "moto.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -129,7 +150,7 @@ def _create_databases(admin_dsn: str) -> None:
 
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
-        for name in DATABASES:
+        for name in (*DATABASES, AIRFLOW_DATABASE):
             if name not in existing:
                 conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -141,6 +162,30 @@ def postgres_dsn(state: dict, database: str) -> str:
     params = conninfo_to_dict(state["postgres"]["dsn"])
     params["dbname"] = database
     return make_conninfo(**params)
+
+
+def airflow_db_url(state: dict) -> str:
+    """SQLAlchemy URL of Airflow's metadata database (psycopg2; Airflow derives asyncpg from it)."""
+    from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy.engine import URL
+
+    params = conninfo_to_dict(postgres_dsn(state, AIRFLOW_DATABASE))
+    host = params.get("host")
+    query = {"host": host} if host and host.startswith("/") else {}  # a Unix socket directory
+    return URL.create(
+        "postgresql",
+        username=params.get("user"),
+        password=params.get("password") or None,
+        host=None if query else host,
+        port=int(params["port"]) if params.get("port") and not query else None,
+        database=AIRFLOW_DATABASE,
+        query=query,
+    ).render_as_string(hide_password=False)
+
+
+def parallelism() -> int:
+    """Task slots for the LocalExecutor: two per core, at least four (Airflow's default is 32)."""
+    return max(4, 2 * (os.cpu_count() or 1))
 
 
 def _postgres_connection(state: dict, database: str) -> dict:
@@ -191,7 +236,14 @@ def environment(state: dict) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db_url(state),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism()),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # Noise that is not the user's concern: graph rendering (`airflow dags show`) is unused, and
+        # the amazon provider's own use of a deprecated Airflow API is for its maintainers to fix.
+        "PYTHONWARNINGS": "ignore:Could not import graphviz,ignore:ProvidersManager.hooks is deprecated",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -229,18 +281,90 @@ def _airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Compl
     )
 
 
-def _migrate_airflow_db(state: dict) -> None:
+LOCAL_SETTINGS = """\
+# Written by `make services`: Airflow imports this in every process; against a stopped local
+# stack, a command stops at once saying so instead of retrying connections for minutes.
+from conveyor_local.guard import require_running
+
+require_running()
+"""
+
+
+def _write_local_settings() -> None:
+    config = airflow_home() / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
+
+
+def _airflow_checked(args: list[str], state: dict, what: str) -> None:
+    result = _airflow(args, environment(state), capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{what} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+
+
+def _migrate_airflow_db(state: dict) -> bool:
+    """Migrate Airflow's metadata database when it is new or Airflow was upgraded (True if it did)."""
     import airflow
+    import psycopg
 
     home = airflow_home()
     home.mkdir(parents=True, exist_ok=True)
     stamp = home / ".migrated"
-    if stamp.exists() and stamp.read_text() == airflow.__version__ and (home / "airflow.db").exists():
-        return
-    result = _airflow(["db", "migrate"], environment(state), capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    with psycopg.connect(postgres_dsn(state, AIRFLOW_DATABASE)) as conn:
+        migrated = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
+    if migrated and stamp.exists() and stamp.read_text() == airflow.__version__:
+        return False
+    _airflow_checked(["db", "migrate"], state, "airflow db migrate")
     stamp.write_text(airflow.__version__)
+    return True
+
+
+def _code_digest() -> str:
+    """Changes when any DAG, plugin or include file does (path, size and mtime)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in ("dags", "plugins", "include"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                stat = path.stat()
+                digest.update(
+                    f"{path.relative_to(PROJECT_ROOT)} {stat.st_size} {stat.st_mtime_ns}\n".encode()
+                )
+    return digest.hexdigest()
+
+
+def _serialize_dags(state: dict, migrated: bool) -> None:
+    """Parse the DAGs into the metadata DB now, so `airflow dags list` and the UI show them at once
+    (again only when the code changed, or the database is new)."""
+    stamp = airflow_home() / ".serialized"
+    digest = _code_digest()
+    if not migrated and stamp.exists() and stamp.read_text() == digest:
+        return
+    _airflow_checked(["dags", "reserialize"], state, "airflow dags reserialize")
+    stamp.write_text(digest)
+
+
+def seed(force: bool = False) -> list[str]:
+    """Load the sample data that is missing (all of it with `force`); print what was loaded."""
+    import boto3
+
+    from conveyor_local.seed import seed as load
+
+    state = load_state()
+    if not _alive(state.get("moto", {}).get("pid")):
+        raise SystemExit("the local stack is not running: run `make services`")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint(state),
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=ACCESS_KEY,
+        region_name=resources.DEFAULT_REGION,
+    )
+    loaded = load(s3, state["aws"]["buckets"]["source"], postgres_dsn(state, "totesys"), force=force)
+    for line in loaded:
+        print(f"sample data: {line}")
+    return loaded
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -257,10 +381,14 @@ def start() -> dict:
     state["aws"] = provision_endpoint(moto_endpoint(state))
     _save_state(state)
     env_sh = _write_env_sh(state)
-    _migrate_airflow_db(state)
+    # Airflow's own commands only once the stack answers (they check it; see guard.py).
+    _write_local_settings()
+    _serialize_dags(state, migrated=_migrate_airflow_db(state))
+    seed()
     print(
         f"local stack {'already running' if was_running else 'started'}: moto on {moto_endpoint(state)}, "
-        f"Postgres databases {', '.join(DATABASES)}; Airflow metadata in {airflow_home()}\n"
+        f"Postgres databases {', '.join(DATABASES)} and {AIRFLOW_DATABASE} (Airflow's metadata, "
+        f"LocalExecutor with {parallelism()} slots); Airflow home {airflow_home()}\n"
         f"use it with:  source {os.path.relpath(env_sh)}"
     )
     return state
@@ -309,7 +437,8 @@ def stop() -> None:
             else:
                 os.killpg(pid, signal.SIGKILL)
             stopped.append(name)
-        state.pop(name, None)
+        if name in state:  # the port stays: the next start listens where connections point
+            state[name] = {"port": state[name]["port"]} if "port" in state[name] else {}
     if state.get("postgres", {}).get("managed"):
         _stop_postgres(state)
         stopped.append("postgres")
@@ -330,7 +459,7 @@ def describe() -> dict:
             "totesys": resources.TOTESYS_CONN_ID,
             "warehouse": resources.WAREHOUSE_CONN_ID,
         },
-        "postgres": {database: postgres_dsn(state, database) for database in DATABASES},
+        "postgres": {database: postgres_dsn(state, database) for database in (*DATABASES, AIRFLOW_DATABASE)},
         "airflow_home": str(airflow_home()),
         "env_sh": str(local_dir() / "env.sh"),
     }
@@ -352,9 +481,12 @@ def run_airflow_ui() -> None:
         _write_env_sh(state)
         log = local_dir() / "airflow-standalone.log"
         with log.open("ab") as out:
+            env = {**os.environ, **environment(state)}
+            # standalone starts its components as `airflow …` from PATH: this virtualenv's.
+            env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
             proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "airflow"), "standalone"],
-                env={**os.environ, **environment(state)},
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -362,5 +494,8 @@ def run_airflow_ui() -> None:
         state["airflow"] = {"pid": proc.pid, "port": port, "log": str(log)}
         _save_state(state)
         print(f"starting airflow standalone (log: {log}) ...")
-        _wait_http(f"{url}/api/v2/monitor/health", 180, "airflow standalone", log)
+        _wait_http(f"{url}/api/v2/monitor/health", 180, "airflow standalone", log, proc)
+    from conveyor_local.airflow_api import AirflowAPI
+
+    AirflowAPI(url, "admin", password).wait_until_healthy()  # scheduler, triggerer, dag-processor
     print(f"Airflow UI: {url}  login: admin / {password}\nstop it with: make services-stop")

@@ -4,14 +4,21 @@ No DAG has a `start_date`: a run whose logical date is before a DAG's start date
 and still reports success, so a backfill or test run of an old interval would silently do
 nothing. Without one, every interval a user asks for is run; `catchup=False` keeps the scheduler
 from creating past runs on its own.
+
+The exception is `@continuous`: without a start date its first run's interval is empty
+([now, now]) and every later run is given that same logical date, so the scheduler never
+creates a second run ("run already exists"). Continuous DAGs start at CONTINUOUS_SINCE, long
+before any date a run is asked for.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from conveyor.alerts import FailureAlert
+
+CONTINUOUS_SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy.engine
 import sqlalchemy.orm
 
-from conveyor.defaults import Tag
+from conveyor.defaults import CONTINUOUS_SINCE, Tag
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
@@ -176,8 +176,15 @@ def test_dag_conventions(path):
             f"{dag_id} tags {dag.tags} not from conveyor.defaults.Tag"
         )
         assert not dag.catchup, f"{dag_id} must not catch up by default"
-        # A run whose logical date is before a start_date runs no task and reports success.
-        assert dag.start_date is None, f"{dag_id} has a start_date: runs before it would silently do nothing"
+        # A run whose logical date is before a start_date runs no task and reports success. The
+        # exception: @continuous needs one (without it every run gets the first run's logical
+        # date, and the scheduler never creates a second run); CONTINUOUS_SINCE is long past.
+        if type(dag.timetable).__name__ == "ContinuousTimetable":
+            assert dag.start_date == CONTINUOUS_SINCE, f"{dag_id}: @continuous needs CONTINUOUS_SINCE"
+        else:
+            assert dag.start_date is None, (
+                f"{dag_id} has a start_date: runs before it would silently do nothing"
+            )
         for task in dag.tasks:
             assert task.owner not in (None, "", "airflow"), f"{dag_id}.{task.task_id} has no owner"
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"

@@ -360,6 +360,25 @@ def test_a_landing_that_disagrees_with_the_manifest_fails(pipeline, three_window
     assert pipeline.rows("staging.staff_landed") == [], "nothing of the failed landing stays"
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_landing_takes_the_column_order_from_the_file_not_the_xcom(pipeline, fmt):
+    """On MWAA, XComs live in Postgres as jsonb, which hands a dict back with its keys reordered
+    (shortest first): the manifest entry's `schema` must not decide COPY's column order."""
+    make_changes(pipeline.source_dsn, 0)
+    with psycopg.connect(pipeline.source_dsn) as conn:
+        spec = next(s for s in SPECS if s.name == "payment")
+        entry = extract.extract_table(
+            conn, pipeline.s3, INGESTION, spec, tables.catalog_columns(conn, spec), WINDOWS[0], fmt=fmt
+        )
+    as_jsonb = {name: entry["schema"][name] for name in sorted(entry["schema"], key=lambda k: (len(k), k))}
+    assert list(as_jsonb) != list(entry["schema"])
+    with psycopg.connect(pipeline.warehouse_dsn) as conn:
+        warehouse.land(conn, pipeline.s3, INGESTION, {**entry, "schema": as_jsonb}, WINDOWS[0])
+    with psycopg.connect(pipeline.source_dsn) as conn:
+        expected = conn.execute("SELECT * FROM payment ORDER BY 1").fetchall()
+    assert pipeline.rows("staging.payment_landed", columns=", ".join(entry["schema"])) == expected
+
+
 # --- failures -------------------------------------------------------------------------------------
 
 

@@ -102,6 +102,22 @@ def _chunks(s3, bucket: str, key: str, csv_file: bool):
         yield buffer.getbuffer()
 
 
+def _file_columns(s3, bucket: str, key: str, csv_file: bool) -> list[str]:
+    """The extract file's columns, in the file's order: from the Parquet footer, or the CSV header.
+
+    Not from the manifest entry's `schema`: an XCom round trip through Postgres (jsonb, as on
+    MWAA) reorders a dict's keys, and COPY takes values by position.
+    """
+    import csv
+
+    import pyarrow.parquet as pq
+
+    reader = io.BufferedReader(S3ObjectReader(s3, bucket, key), 64 * 1024)
+    if csv_file:
+        return next(csv.reader([io.TextIOWrapper(reader, encoding="utf-8", newline="").readline()]))
+    return pq.ParquetFile(reader).schema_arrow.names
+
+
 def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     """Land one table's extract of `window` (its manifest entry) in staging.<table>_landed.
 
@@ -120,8 +136,9 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
             sql.SQL("DELETE FROM {} WHERE window_name = %s").format(landed), (window.name,)
         ).rowcount
         if entry["key"]:
-            columns = sql.SQL(", ").join(sql.Identifier(name) for name in entry["schema"])
             csv_file = entry["key"].endswith(".csv")  # output_format=csv: Arrow's CSV, with a header
+            names = _file_columns(s3, bucket, entry["key"], csv_file)
+            columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
             copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER {})").format(
                 landed, columns, sql.SQL("true" if csv_file else "false")
             )

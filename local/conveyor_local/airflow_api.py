@@ -1,0 +1,131 @@
+"""A small client for Airflow's public REST API (`/api/v2`), the one the UI uses: what the
+scheduler tests, the latency bench and scripted checks drive Airflow through.
+
+    api = AirflowAPI.for_stack()               # the `make airflow` instance of the local stack
+    api.unpause("nightly_file_ingestion")
+    backfill = api.backfill("nightly_file_ingestion", "2024-03-02T20:00:00Z", "2024-03-04T20:00:00Z")
+    runs = api.wait_for_runs("nightly_file_ingestion", lambda r: r["run_type"] == "backfill", count=3)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+FINISHED = {"success", "failed"}
+
+
+class AirflowAPIError(RuntimeError):
+    pass
+
+
+class AirflowAPI:
+    def __init__(self, url: str, username: str, password: str):
+        self.url = url.rstrip("/")
+        self._credentials = {"username": username, "password": password}
+        self._token: str | None = None
+
+    @classmethod
+    def for_stack(cls) -> AirflowAPI:
+        """The Airflow that `make airflow` started on the local stack (CONVEYOR_LOCAL_DIR)."""
+        from conveyor_local import stack
+
+        state = stack.load_state()
+        port = state.get("airflow", {}).get("port")
+        if not (port and stack._alive(state["airflow"].get("pid"))):
+            raise SystemExit("Airflow is not running on the local stack: run `make airflow`")
+        password = json.loads((stack.airflow_home() / "passwords.json").read_text())["admin"]
+        return cls(f"http://127.0.0.1:{port}", "admin", password)
+
+    # --- HTTP ------------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers=headers,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise AirflowAPIError(
+                f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}"
+            ) from None
+
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self._send("POST", "/auth/token", self._credentials, auth=False)["access_token"]
+        return self._token
+
+    # --- what users do ---------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        return self._send("GET", "/api/v2/monitor/health", auth=False)
+
+    def unpause(self, dag_id: str) -> dict:
+        return self._send("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def pause(self, dag_id: str) -> dict:
+        return self._send("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+
+    def trigger(self, dag_id: str, conf: dict | None = None, logical_date: str | None = None) -> dict:
+        return self._send(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"conf": conf or {}, "logical_date": logical_date}
+        )
+
+    def backfill(self, dag_id: str, from_date: str, to_date: str, **options) -> dict:
+        body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, **options}
+        return self._send("POST", "/api/v2/backfills", body)
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self._send("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self._send("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")[
+            "task_instances"
+        ]
+
+    def wait_for_runs(
+        self,
+        dag_id: str,
+        which: Callable[[dict], bool],
+        count: int = 1,
+        timeout: float = 300,
+        poll: float = 1.0,
+    ) -> list[dict]:
+        """Wait until `count` runs that `which` selects have finished; returns them (oldest first)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            selected = [r for r in self.runs(dag_id) if which(r)]
+            finished = [r for r in selected if r["state"] in FINISHED]
+            if len(finished) >= count:
+                return finished
+            if time.monotonic() > deadline:
+                states = [(r["dag_run_id"], r["state"]) for r in selected]
+                raise TimeoutError(
+                    f"{dag_id}: {len(finished)} of {count} runs finished in {timeout:.0f}s: {states}"
+                )
+            time.sleep(poll)
+
+    def wait_until_healthy(self, timeout: float = 180) -> dict:
+        """Wait until the scheduler, triggerer and dag-processor all report healthy."""
+        deadline = time.monotonic() + timeout
+        health: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                health = self.health()
+            except (OSError, AirflowAPIError):
+                health = {}
+            parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            if health and all((health.get(p) or {}).get("status") == "healthy" for p in parts):
+                return health
+            time.sleep(1)
+        raise TimeoutError(f"Airflow did not become healthy in {timeout:.0f}s: {health}")

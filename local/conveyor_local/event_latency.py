@@ -1,0 +1,105 @@
+"""Event-to-curated latency of `s3_event_copy` under the real scheduler (test and `make bench`).
+
+Objects are put in the raw bucket's `events/` a little apart while the DAG runs continuously;
+each is timed from its `put_object` until it is listed in the curated bucket.
+
+The old copier was S3 → SNS → SQS → Lambda. AWS documents S3's own part: "Typically, event
+notifications are delivered in seconds but can sometimes take a minute or longer"
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/EventNotifications.html). moto delivers
+at once, so the figure here is what Airflow adds: the sensor's wake-up, the copy task's start,
+the copy, and the next continuous run's start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LAMBDA_NOTE = 'the old Lambda copier: "seconds, sometimes a minute or longer" (S3 event delivery, AWS docs)'
+
+
+def measure(
+    api, s3, raw: str, curated: str, count: int = 20, spacing: float = 0.5, timeout: float = 180
+) -> dict:
+    """Unpause s3_event_copy, put `count` objects `spacing` seconds apart, time each into curated."""
+    api.unpause("s3_event_copy")
+    put_at, seen_at = {}, {}
+    try:
+        for number in range(count):
+            key = f"events/latency/object {number:02d}.json"
+            s3.put_object(Bucket=raw, Key=key, Body=json.dumps({"n": number}).encode())
+            put_at[key] = time.monotonic()
+            time.sleep(spacing)
+        while len(seen_at) < len(put_at):
+            now = time.monotonic()
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=curated, Prefix="events/latency/")
+            for key in {o["Key"] for page in pages for o in page.get("Contents", [])} - set(seen_at):
+                seen_at[key] = now
+            if now - min(put_at.values()) > timeout:
+                raise TimeoutError(
+                    f"not in curated after {timeout:.0f}s: {sorted(set(put_at) - set(seen_at))}"
+                )
+            time.sleep(0.1)
+    finally:
+        api.pause("s3_event_copy")
+    latencies = sorted(seen_at[key] - put_at[key] for key in put_at)
+    return {
+        "keys": sorted(put_at),
+        "latencies": latencies,
+        "p50": statistics.median(latencies),
+        "p95": statistics.quantiles(latencies, n=20)[18],
+    }
+
+
+def report(count: int = 20) -> None:
+    """`make bench` part 5: `make airflow` on a stack of its own, then `measure`."""
+    import boto3
+
+    from conveyor_local.airflow_api import AirflowAPI
+    from conveyor_local.stack import free_port
+
+    print(f"5. s3_event_copy under the scheduler: put_object in raw -> copy in curated, {count} objects")
+    with tempfile.TemporaryDirectory(prefix="conveyor-latency-") as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+        port = free_port()
+        env.update(
+            CONVEYOR_LOCAL_DIR=tmp, CONVEYOR_AIRFLOW_PORT=str(port), CONVEYOR_MOTO_PORT=str(free_port())
+        )
+
+        def conveyor_local(*args):
+            return subprocess.run(
+                [sys.executable, "-m", "conveyor_local", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
+
+        try:
+            started = conveyor_local("airflow")
+            if started.returncode:
+                raise SystemExit(
+                    f"could not start Airflow:\n{started.stdout[-2000:]}{started.stderr[-2000:]}"
+                )
+            info = json.loads(conveyor_local("describe").stdout)
+            password = json.loads((Path(tmp) / "airflow" / "passwords.json").read_text())["admin"]
+            api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password)
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=info["endpoint_url"],
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name=info["region"],
+            )
+            result = measure(api, s3, info["buckets"]["raw"], info["buckets"]["curated"], count=count)
+        finally:
+            conveyor_local("stop")
+    print(f"   p50 {result['p50']:5.1f}s   p95 {result['p95']:5.1f}s   (goal: p95 < 10 s)")
+    print(f"   max {result['latencies'][-1]:5.1f}s   min {result['latencies'][0]:5.1f}s")
+    print(f"   beside {LAMBDA_NOTE}")

@@ -1,0 +1,175 @@
+"""Airflow as users run it: `make airflow` (api-server, scheduler, dag-processor, triggerer, the
+LocalExecutor, metadata in Postgres) on the local stack, driven only through the public REST API
+the UI uses. No `dags test`: the scheduler creates and runs every run here.
+
+One Airflow for the module, in a temporary CONVEYOR_LOCAL_DIR on free ports, so it never touches a
+stack the developer has running. `totesys_etl` runs every minute here (its cron is an Airflow
+config option) so a scheduled run comes within a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+
+from conveyor.totesys import windows
+from conveyor_local import event_latency
+from conveyor_local.airflow_api import AirflowAPI
+from conveyor_local.stack import free_port
+
+pytestmark = pytest.mark.scheduler
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(local_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+    env.update(
+        CONVEYOR_LOCAL_DIR=str(local_dir),
+        CONVEYOR_AIRFLOW_PORT=str(port),
+        CONVEYOR_MOTO_PORT=str(free_port()),
+        AIRFLOW__CONVEYOR__TOTESYS_CRON="* * * * *",
+    )
+    return env
+
+
+def _conveyor_local(env: dict, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor_local", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+class Airflow:
+    def __init__(self, local_dir: Path, env: dict):
+        self.local_dir, self.env = local_dir, env
+        self.info = json.loads(_conveyor_local(env, "describe").stdout)
+        port = int(env["CONVEYOR_AIRFLOW_PORT"])
+        password = json.loads((local_dir / "airflow" / "passwords.json").read_text())["admin"]
+        self.api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password)
+        session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.info["region"]
+        )
+        self.s3 = session.client("s3", endpoint_url=self.info["endpoint_url"])
+
+    def bucket(self, kind: str) -> str:
+        return self.info["buckets"][kind]
+
+    def keys(self, kind: str, prefix: str = "") -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket(kind), Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def failure_detail(self, dag_id: str, run: dict) -> str:
+        states = {t["task_id"]: t["state"] for t in self.api.task_instances(dag_id, run["dag_run_id"])}
+        log = (self.local_dir / "airflow-standalone.log").read_text(errors="replace")[-3000:]
+        return f"{run['dag_run_id']}: {states}\n{log}"
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    local_dir = tmp_path_factory.mktemp("sched")
+    env = _env(local_dir, free_port())
+    started = _conveyor_local(env, "airflow")
+    try:
+        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        yield Airflow(local_dir, env)
+    finally:
+        _conveyor_local(env, "stop")
+
+
+def test_a_backfill_of_three_days_gives_three_successful_runs_each_writing_its_own_date(airflow):
+    api = airflow.api
+    api.unpause("nightly_file_ingestion")
+    backfill = api.backfill(
+        "nightly_file_ingestion", "2024-03-02T20:00:00Z", "2024-03-04T20:00:00Z", max_active_runs=3
+    )
+    assert backfill["dag_id"] == "nightly_file_ingestion"
+    runs = api.wait_for_runs("nightly_file_ingestion", lambda r: r["run_type"] == "backfill", count=3)
+    assert [r["state"] for r in runs] == ["success"] * 3, [
+        airflow.failure_detail("nightly_file_ingestion", r) for r in runs
+    ]
+    assert sorted(r["data_interval_end"][:10] for r in runs) == ["2024-03-03", "2024-03-04", "2024-03-05"]
+    for day in ("03", "04", "05"):
+        landed = airflow.keys("raw", "landing/movies/")
+        assert f"landing/movies/year=2024/month=03/day={day}/movies.csv" in landed, landed
+
+
+def test_a_trigger_with_changed_params_writes_what_they_ask_for(airflow):
+    api = airflow.api
+    api.unpause("retail_data_generator")  # manual schedule: unpausing creates no run
+    conf = {"users": 7, "transactions": 31, "seed": 11, "format": "json"}
+    run = api.trigger("retail_data_generator", conf=conf)
+    [done] = api.wait_for_runs("retail_data_generator", lambda r: r["dag_run_id"] == run["dag_run_id"])
+    assert done["state"] == "success", airflow.failure_detail("retail_data_generator", done)
+    assert done["conf"] == conf
+    users = [k for k in airflow.keys("inbound", "user/") if k.endswith("-seed11.json")]
+    transactions = [k for k in airflow.keys("inbound", "transactions/") if k.endswith("-seed11.json")]
+    assert len(users) == 1 and len(transactions) == 1, airflow.keys("inbound")
+    body = airflow.s3.get_object(Bucket=airflow.bucket("inbound"), Key=users[0])["Body"].read()
+    lines = body.decode().splitlines()
+    assert len(lines) == 7 and all(json.loads(line) for line in lines)
+    body = airflow.s3.get_object(Bucket=airflow.bucket("inbound"), Key=transactions[0])["Body"].read()
+    assert len(body.decode().splitlines()) == 31
+
+
+def test_unpaused_totesys_etl_runs_its_next_intervals_on_its_own_into_the_warehouse(airflow):
+    """The scheduler runs totesys_etl by itself; rows changed after its first run reach the
+    warehouse through the next one (with Airflow's metadata, and so the XComs, in Postgres)."""
+    api = airflow.api
+    api.unpause("totesys_etl")
+    scheduled = lambda r: r["run_type"] == "scheduled"  # noqa: E731
+    [first] = api.wait_for_runs("totesys_etl", scheduled, count=1, timeout=240)
+    assert first["state"] == "success", airflow.failure_detail("totesys_etl", first)
+    watermark = windows.read_watermark(airflow.s3, airflow.bucket("ingestion"), "totesys_etl")
+    assert watermark == datetime.fromisoformat(first["data_interval_end"]) - timedelta(seconds=60)
+
+    # Three orders change just after the watermark: the next scheduled window starts there.
+    changed_at = watermark.replace(tzinfo=None) + timedelta(seconds=1)
+    with psycopg.connect(airflow.info["postgres"]["totesys"]) as conn:
+        conn.execute(
+            "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = %s WHERE sales_order_id <= 3",
+            (changed_at,),
+        )
+    runs = api.wait_for_runs("totesys_etl", scheduled, count=2, timeout=240)
+    assert [r["state"] for r in runs[:2]] == ["success", "success"], [
+        airflow.failure_detail("totesys_etl", r) for r in runs
+    ]
+    with psycopg.connect(airflow.info["postgres"]["warehouse"]) as conn:
+        versions = conn.execute(
+            "SELECT sales_order_id FROM fact_sales_order WHERE last_updated_date = %s "
+            "AND last_updated_time = %s ORDER BY 1",
+            (changed_at.date(), changed_at.time()),
+        ).fetchall()
+    assert versions == [(1,), (2,), (3,)]
+    api.pause("totesys_etl")
+
+
+def test_continuous_s3_event_copy_copies_each_object_put_in_raw(airflow, record_property):
+    """Time from put_object in raw to the copy in curated, s3_event_copy running continuously
+    (20 objects, 0.5 s apart; `make bench` reports the same figure)."""
+    result = event_latency.measure(airflow.api, airflow.s3, airflow.bucket("raw"), airflow.bucket("curated"))
+    record_property("put_to_curated_p50_s", round(result["p50"], 2))
+    record_property("put_to_curated_p95_s", round(result["p95"], 2))
+    print(f"put_object -> curated copy over 20 objects: p50 {result['p50']:.1f}s, p95 {result['p95']:.1f}s")
+    assert airflow.keys("curated", "events/latency/") == result["keys"]
+    body = airflow.s3.get_object(Bucket=airflow.bucket("curated"), Key="events/latency/object 07.json")[
+        "Body"
+    ]
+    assert json.loads(body.read()) == {"n": 7}
+    runs = airflow.api.runs("s3_event_copy")
+    assert len(runs) >= 2, "continuous: a new run after each one"
+    assert all(r["state"] in ("success", "running", "queued") for r in runs), [
+        airflow.failure_detail("s3_event_copy", r) for r in runs if r["state"] == "failed"
+    ]
