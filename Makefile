@@ -16,7 +16,7 @@ CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 # Everything below runs with the project's virtualenv first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv lock demo test test-scheduler lint fmt bench services services-stop seed airflow package terraform-check clean
+.PHONY: help venv lock demo test test-scheduler compose-up compose-down lint fmt bench services services-stop seed airflow package terraform-check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,13 @@ lint: $(STAMP) terraform-check ## ruff (with the Airflow AIR rules), format chec
 
 terraform-check: $(TOOLS_STAMP) ## checkov on terraform/ (offline; no terraform binary needed); must report 0 failed
 	$(CHECKOV) -d terraform --skip-download --compact --quiet
+
+compose-up: ## The same stack in containers (needs a Docker engine): moto, Postgres, Airflow 3.3.1 (LocalExecutor)
+	docker compose up -d
+	@echo "Airflow UI: http://localhost:8080  login: admin / admin   (stop: make compose-down)"
+
+compose-down: ## Stop the containers and forget their data
+	docker compose down -v
 
 package: $(STAMP) ## Build the MWAA artefacts in dist/: dags/ (with include/), plugins.zip, requirements.txt
 	$(BIN)/python -m conveyor_local.package

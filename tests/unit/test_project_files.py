@@ -1,4 +1,5 @@
-"""The files that must agree with each other do: requirements.txt, pyproject, the lock, compose."""
+"""The files that must agree with each other do: requirements.txt, pyproject, the lock (compose:
+test_compose.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,6 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-
-import yaml
-
-from conveyor import resources
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,23 +51,3 @@ def test_lock_pins_the_runtime_versions_and_is_in_sync():
         [sys.executable, str(ROOT / ".ci" / "lock.py"), "--check"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
-
-
-def test_docker_compose_matches_the_local_stack():
-    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
-    services = compose["services"]
-    assert set(services) == {"moto", "postgres", "airflow"}
-    airflow = services["airflow"]
-    assert airflow["image"] == "apache/airflow:3.3.1-python3.12"
-    env = airflow["environment"]
-    extra = env["_PIP_ADDITIONAL_REQUIREMENTS"].split()
-    assert _pins(extra) == _pins(REQUIREMENTS), "compose installs what requirements.txt adds to MWAA"
-    for conn_id in (resources.AWS_CONN_ID, resources.TOTESYS_CONN_ID, resources.WAREHOUSE_CONN_ID):
-        assert f"AIRFLOW_CONN_{conn_id.upper()}" in env
-    assert env["AIRFLOW_VAR_CONVEYOR_RESOURCE_PREFIX"] == resources.DEFAULT_PREFIX
-    assert "conveyor_local provision" in airflow["command"]
-    for mount in airflow["volumes"]:
-        host = mount.split(":")[0]
-        assert (ROOT / host).exists(), f"compose mounts {host}, which does not exist"
-    init_sql = (ROOT / "include/sql/local/create_databases.sql").read_text()
-    assert "CREATE DATABASE totesys" in init_sql and "CREATE DATABASE warehouse" in init_sql
