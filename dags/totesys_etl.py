@@ -38,6 +38,7 @@ Lambda, transform Lambda, loader and Step Functions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import timedelta
@@ -74,7 +75,7 @@ STATEMENT_TIMEOUT = timedelta(
 )
 log = logging.getLogger(__name__)
 # The run's window, for the SQL the operators run (a bind parameter, or a literal in the checks:
-# window names are digits, T, Z and a dash).
+# window names are digits, T, Z, dashes and "full").
 WINDOW_NAME = "{{ ti.xcom_pull(task_ids='plan_window')['name'] }}"
 WINDOW_SQL = f"'{WINDOW_NAME}'"
 
@@ -122,7 +123,7 @@ def totesys_etl():
                 window.start,
                 window.widened_from,
             )
-        return {**window.to_dict(), "full_snapshot": full_snapshot}
+        return dataclasses.replace(window, full_snapshot=full_snapshot).to_dict()
 
     @task
     def tables_to_extract() -> list[dict]:
@@ -158,7 +159,6 @@ def totesys_etl():
                 spec,
                 tables.catalog_columns(conn, spec),
                 windows.Window.from_dict(window),
-                full_snapshot=window["full_snapshot"],
                 fmt=params["output_format"],
             )
 

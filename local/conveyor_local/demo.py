@@ -9,6 +9,7 @@ Expects the stack to be up (`make demo` runs `make services` first).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -177,18 +178,22 @@ def totesys_etl(info: dict) -> None:
     print(f"• created ToteSys in Postgres: {sum(counts.values()):,} rows in {len(counts)} tables")
     s3, _ = _clients(info)
 
-    def rows_of(logical_date: str, seconds: float, label: str) -> dict[str, int]:
+    def rows_of(logical_date: str, seconds: float, label: str, full_snapshot: bool = False) -> dict[str, int]:
         # `airflow dags test` at D runs the interval ending at D (3 minutes): a manual run takes
         # exactly that interval, shifted back by the 60 s lag.
         end = datetime.fromisoformat(logical_date)
         window = windows.extract_window(end - timedelta(minutes=3), end, timedelta(seconds=60))
+        window = dataclasses.replace(window, full_snapshot=full_snapshot)
         bucket = info["buckets"]["ingestion"]
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=windows.manifest_key(window))["Body"].read())
         print(f"• {label} in {seconds:.1f}s, window {manifest['window'][0]} → {manifest['window'][1]}")
         return {t["table"]: t["rows"] for t in manifest["tables"]}
 
     initial = rows_of(
-        first, run_dag("totesys_etl", first, conf='{"full_snapshot": true}'), "initial load (full snapshot)"
+        first,
+        run_dag("totesys_etl", first, conf='{"full_snapshot": true}'),
+        "initial load (full snapshot)",
+        full_snapshot=True,
     )
     with psycopg.connect(stack.postgres_dsn(state, "totesys")) as conn:
         changed = totesys.simulate(conn, seed=2, at=at - timedelta(seconds=60), span=timedelta(minutes=3))

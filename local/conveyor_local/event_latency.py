@@ -66,7 +66,11 @@ def report(count: int = 20) -> None:
 
     print(f"5. s3_event_copy under the scheduler: put_object in raw -> copy in curated, {count} objects")
     with tempfile.TemporaryDirectory(prefix="conveyor-latency-") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "AWS_")) and k != "CONVEYOR_POSTGRES_DSN"  # a stack of its own
+        }
         port = free_port()
         env.update(
             CONVEYOR_LOCAL_DIR=tmp, CONVEYOR_AIRFLOW_PORT=str(port), CONVEYOR_MOTO_PORT=str(free_port())

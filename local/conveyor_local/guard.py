@@ -46,11 +46,23 @@ def problems(local_dir: Path) -> list[str]:
     if not (port and state["moto"].get("pid") and _listening("127.0.0.1", int(port))):
         found.append("moto is not running")
     postgres = state.get("postgres")
-    if not postgres:
+    if not postgres or not _postgres_listening(postgres["dsn"]):
         found.append("Postgres is not running")
-    elif postgres.get("managed") and not _unix_listening(Path(postgres["pgdata"]) / ".s.PGSQL.5432"):
-        found.append("Postgres is not running")  # the embedded server's socket, in its data directory
     return found
+
+
+def _postgres_listening(dsn: str) -> bool:
+    """Whether the server of a `postgresql://…` DSN answers: its Unix socket (a `host=/dir`, as
+    the embedded server's; pgserver may move it out of a long data directory) or host:port."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(dsn)
+    query = parse_qs(parts.query)
+    host = query.get("host", [unquote(parts.hostname or "")])[0] or "localhost"
+    port = int(query.get("port", [parts.port or 5432])[0])
+    if host.startswith("/"):
+        return _unix_listening(Path(host) / f".s.PGSQL.{port}")
+    return _listening(host, port)
 
 
 def require_running() -> None:

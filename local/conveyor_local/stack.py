@@ -172,6 +172,8 @@ def airflow_db_url(state: dict) -> str:
     params = conninfo_to_dict(postgres_dsn(state, AIRFLOW_DATABASE))
     host = params.get("host")
     query = {"host": host} if host and host.startswith("/") else {}  # a Unix socket directory
+    # sslmode, sslrootcert, connect_timeout, ... as the DSN has them
+    query.update({k: v for k, v in params.items() if k not in ("host", "port", "user", "password", "dbname")})
     return URL.create(
         "postgresql",
         username=params.get("user"),

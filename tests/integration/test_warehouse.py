@@ -410,6 +410,46 @@ def test_the_warehouse_going_down_mid_load_then_a_retry_loses_and_duplicates_not
     assert [r[0] for r in pipeline.rows("dim_staff")] == [1, 2, 3]
 
 
+def test_two_landings_of_the_same_window_at_once_leave_one_copy(pipeline, three_windows, monkeypatch):
+    """A backfill and a scheduled run of the same interval land at the same time: the second
+    waits for the first, then replaces its rows (without the lock both copies would stay)."""
+    import threading
+    import time
+
+    entry = next(e for e in three_windows[0] if e["table"] == "staff")
+    real_chunks = warehouse._chunks
+    first_sent, release = threading.Event(), threading.Event()
+
+    def first_one_pauses(*args):
+        first = not first_sent.is_set()
+        yield from real_chunks(*args)
+        if first:
+            first_sent.set()  # its rows are sent, its transaction still open
+            release.wait(20)
+
+    monkeypatch.setattr(warehouse, "_chunks", first_one_pauses)
+    errors = []
+
+    def land():
+        try:
+            with psycopg.connect(pipeline.warehouse_dsn) as conn:
+                warehouse.land(conn, pipeline.s3, INGESTION, entry, WINDOWS[0])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    first = threading.Thread(target=land)
+    first.start()
+    assert first_sent.wait(20)
+    second = threading.Thread(target=land)
+    second.start()
+    time.sleep(1.5)  # without the lock, the second landing would be done by now
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert not errors, errors
+    assert [r[0] for r in pipeline.rows("staging.staff_landed")] == [1, 2, 3]
+
+
 def test_the_export_writes_the_rows_a_window_wrote(pipeline, three_windows):
     import io
 

@@ -132,6 +132,16 @@ def test_keys_carry_both_window_bounds():
         "sales_order", window, "parquet"
     )
     assert windows.Window.from_dict(widened.to_dict()) == widened
+    # A snapshot of the same interval has its own keys: a delta never overwrites it.
+    snapshot = windows.Window(window.start, window.end, full_snapshot=True)
+    assert snapshot.name == "20240305T195900Z-20240305T200200Z-full"
+    assert windows.data_key("sales_order", snapshot, "parquet") != windows.data_key(
+        "sales_order", window, "parquet"
+    )
+    assert windows.manifest_key(snapshot) != windows.manifest_key(window)
+    assert windows.Window.from_dict(snapshot.to_dict()) == snapshot
+    legacy = {k: v for k, v in window.to_dict().items() if k != "full_snapshot"}  # planned before
+    assert windows.Window.from_dict(legacy) == window
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ an S3 multipart upload, so memory is bounded by batch and part sizes, not by the
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import UTC
 
@@ -220,7 +221,11 @@ def extract_table(
     fmt: str = "parquet",
     part_size: int = PART_SIZE,
 ) -> dict:
-    """Stream the table's rows in `window` (or all rows) into one object; returns its manifest entry."""
+    """Stream the table's rows in `window` (or all rows: `full_snapshot`, or a snapshot window)
+    into one object; returns its manifest entry."""
+    if full_snapshot and not window.full_snapshot:
+        window = dataclasses.replace(window, full_snapshot=True)  # a snapshot's key of its own
+    full_snapshot = window.full_snapshot
     result = stream_to_s3(
         conn,
         s3,

@@ -121,8 +121,8 @@ def _file_columns(s3, bucket: str, key: str, csv_file: bool) -> list[str]:
 def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     """Land one table's extract of `window` (its manifest entry) in staging.<table>_landed.
 
-    One transaction: the window's earlier rows go, the file's rows come, and the count must be
-    the manifest's; a failure anywhere leaves the table as it was.
+    One transaction, one landing of a window at a time: the window's earlier rows go, the file's
+    rows come, and the count must be the manifest's; a failure anywhere leaves the table as it was.
     """
     from psycopg import sql
     from psycopg.copy import LibpqWriter
@@ -131,6 +131,9 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     landed = sql.Identifier("staging", f"{table}_landed")
     rows = 0
     with conn.transaction():
+        # Two runs may land the same window at once (a backfill runs beside the scheduled runs):
+        # one at a time, or each would count only its own rows and both copies would stay.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"conveyor.land:{table}:{window.name}",))
         conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
         replaced = conn.execute(
             sql.SQL("DELETE FROM {} WHERE window_name = %s").format(landed), (window.name,)

@@ -30,10 +30,15 @@ class Window:
     start: datetime
     end: datetime
     widened_from: datetime | None = None  # a scheduled run's own start, when the watermark was earlier
+    # Every row, whatever its cursor. A snapshot has a name of its own, so a delta of the same
+    # interval (say, the first scheduled run cleared after the watermark moved) never replaces it.
+    full_snapshot: bool = False
 
     @property
     def name(self) -> str:
-        return f"{window_stamp(self.start)}-{window_stamp(self.end)}"
+        return f"{window_stamp(self.start)}-{window_stamp(self.end)}" + (
+            "-full" if self.full_snapshot else ""
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -41,6 +46,7 @@ class Window:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "widened_from": self.widened_from.isoformat() if self.widened_from else None,
+            "full_snapshot": self.full_snapshot,
         }
 
     @classmethod
@@ -50,6 +56,7 @@ class Window:
             datetime.fromisoformat(d["start"]),
             datetime.fromisoformat(d["end"]),
             datetime.fromisoformat(widened) if widened else None,
+            bool(d.get("full_snapshot", False)),  # runs planned before snapshots were named
         )
 
 
