@@ -42,22 +42,22 @@ venv: $(STAMP) ## Create .venv with the pinned versions (done by every target th
 lock: $(STAMP) ## Re-resolve .ci/constraints.txt after editing pyproject.toml/requirements.txt (MWAA_CONSTRAINTS=path to use a local copy)
 	$(BIN)/python .ci/lock.py
 
-services: $(STAMP) ## Start the local stack (moto + Postgres) in the background and write .local/env.sh
+services: $(STAMP) ## Start the local stack (moto + Postgres with Airflow's metadata), load missing sample data, write .local/env.sh
 	@$(BIN)/python -m conveyor_local start
 
-services-stop: ## Stop what `make services` started
+services-stop: ## Stop what `make services` and `make airflow` started (Postgres data and ports survive)
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m conveyor_local stop; else echo "nothing to stop"; fi
 
 seed: services ## Put the sample data back as it was (source bucket files, the ToteSys database)
 	@$(BIN)/python -m conveyor_local seed
 
-airflow: services ## Start `airflow standalone` (UI) on the local stack; prints the URL and login
+airflow: services ## Start Airflow on the local stack (api-server, scheduler, dag-processor, triggerer); prints the URL and login
 	@$(BIN)/python -m conveyor_local airflow
 
 demo: services ## Set up, start the stack, run the pipelines through Airflow, print what landed where
 	@$(BIN)/python -m conveyor_local.demo
 
-test: $(STAMP) $(TOOLS_STAMP) ## Run the whole test suite (DAGs, unit, integration, Terraform + checkov, packaging)
+test: $(STAMP) $(TOOLS_STAMP) ## Run the test suite (DAGs, unit, integration, the README's commands, Terraform + checkov, packaging)
 	$(BIN)/python -m pytest
 
 test-scheduler: $(STAMP) ## Airflow as users run it: `make airflow` on a stack of its own, driven through the REST API
@@ -71,7 +71,7 @@ lint: $(STAMP) terraform-check ## ruff (with the Airflow AIR rules), format chec
 terraform-check: $(TOOLS_STAMP) ## checkov on terraform/ (offline; no terraform binary needed); must report 0 failed
 	$(CHECKOV) -d terraform --skip-download --compact --quiet
 
-compose-up: ## The same stack in containers (needs a Docker engine): moto, Postgres, Airflow 3.3.1 (LocalExecutor)
+compose-up: ## The same services in containers (needs a Docker engine): moto, Postgres, Airflow 3.3.1 (LocalExecutor)
 	docker compose up -d
 	@echo "Airflow UI: http://localhost:8080  login: admin / admin   (stop: make compose-down)"
 
