@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -170,6 +171,29 @@ def _start_moto() -> tuple[subprocess.Popen, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
+@contextmanager
+def bench_services():
+    """A scratch directory, an embedded Postgres and a moto server with the `bench` bucket, all
+    gone afterwards. Yields (directory, Postgres admin DSN, moto endpoint, S3 client)."""
+    import logging
+    import tempfile
+
+    import pgserver
+
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
+        moto, endpoint = _start_moto()
+        try:
+            s3 = _s3(endpoint)
+            s3.create_bucket(Bucket="bench", CreateBucketConfiguration={"LocationConstraint": REGION})
+            yield Path(tmp), server.get_uri("postgres"), endpoint, s3
+        finally:
+            moto.terminate()
+            moto.wait()
+            server.cleanup()
+
+
 def _s3(endpoint: str):
     return boto3.client(
         "s3",
@@ -207,76 +231,58 @@ def _child_peak_rss(args: list[str]) -> int:
 
 
 def bench_extract(rows: int, big: int, delta: int) -> dict:
-    import logging
-    import tempfile
-
     import pandas as pd
-    import pgserver
     import psycopg
     import sqlalchemy
 
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
-        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
-        moto, endpoint = _start_moto()
-        try:
-            dsn = server.get_uri("postgres")
-            _s3(endpoint).create_bucket(
-                Bucket="bench", CreateBucketConfiguration={"LocationConstraint": REGION}
+    with bench_services() as (tmp, dsn, endpoint, _):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(ORDERS_DDL.replace("%(rows)s", str(big)))
+        # 1,000,000 rows: the window over the first `rows` cursor values.
+        window = (BENCH_START, BENCH_START + timedelta(milliseconds=rows + 1))
+        ours = min(_timed(lambda: _extract(dsn, endpoint, window)) for _ in range(2))
+        check = _extract(dsn, endpoint, window)
+        assert check["rows"] == rows, check
+
+        query = (
+            "SELECT * FROM bench_order WHERE last_updated >= '2024-01-01' "
+            f"AND last_updated < '{window[1].replace(tzinfo=None).isoformat(sep=' ')}' ORDER BY last_updated, bench_order_id"
+        )
+
+        def copy_limit():
+            with (
+                psycopg.connect(dsn) as conn,
+                open(tmp / "copy.csv", "wb") as out,
+                conn.cursor().copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy,
+            ):
+                for chunk in copy:
+                    out.write(chunk)
+
+        def old_way():
+            engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
+            with engine.connect() as conn:
+                pd.read_sql(sqlalchemy.text(query), conn).to_csv(tmp / "pandas.csv", index=False)
+            engine.dispose()
+
+        limit = min(_timed(copy_limit) for _ in range(2))
+        pandas_s = _timed(old_way)
+
+        # Peak RSS of a whole 2,000,000-row extract, beside an idle child with the same imports.
+        probe = ["--rss-probe", dsn, endpoint]
+        rss_extract = _child_peak_rss(probe)
+        rss_quarter = _child_peak_rss([*probe, "--probe-rows", str(big // 4)])
+        rss_idle = _child_peak_rss([*probe, "--idle"])
+
+        # A 1,000-row delta in the 2,000,000-row table vs the full extract.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE bench_order SET last_updated = TIMESTAMP '2024-06-01' + bench_order_id * INTERVAL '1 microsecond' "
+                f"WHERE bench_order_id % {big // delta} = 0"
             )
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(ORDERS_DDL.replace("%(rows)s", str(big)))
-            # 1,000,000 rows: the window over the first `rows` cursor values.
-            window = (BENCH_START, BENCH_START + timedelta(milliseconds=rows + 1))
-            ours = min(_timed(lambda: _extract(dsn, endpoint, window)) for _ in range(2))
-            check = _extract(dsn, endpoint, window)
-            assert check["rows"] == rows, check
-
-            query = (
-                "SELECT * FROM bench_order WHERE last_updated >= '2024-01-01' "
-                f"AND last_updated < '{window[1].replace(tzinfo=None).isoformat(sep=' ')}' ORDER BY last_updated, bench_order_id"
-            )
-
-            def copy_limit():
-                with (
-                    psycopg.connect(dsn) as conn,
-                    open(Path(tmp) / "copy.csv", "wb") as out,
-                    conn.cursor().copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)") as copy,
-                ):
-                    for chunk in copy:
-                        out.write(chunk)
-
-            def old_way():
-                engine = sqlalchemy.create_engine(
-                    "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn)
-                )
-                with engine.connect() as conn:
-                    pd.read_sql(sqlalchemy.text(query), conn).to_csv(Path(tmp) / "pandas.csv", index=False)
-                engine.dispose()
-
-            limit = min(_timed(copy_limit) for _ in range(2))
-            pandas_s = _timed(old_way)
-
-            # Peak RSS of a whole 2,000,000-row extract, beside an idle child with the same imports.
-            probe = ["--rss-probe", dsn, endpoint]
-            rss_extract = _child_peak_rss(probe)
-            rss_quarter = _child_peak_rss([*probe, "--probe-rows", str(big // 4)])
-            rss_idle = _child_peak_rss([*probe, "--idle"])
-
-            # A 1,000-row delta in the 2,000,000-row table vs the full extract.
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE bench_order SET last_updated = TIMESTAMP '2024-06-01' + bench_order_id * INTERVAL '1 microsecond' "
-                    f"WHERE bench_order_id % {big // delta} = 0"
-                )
-            delta_window = (datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 1, 0, 1, tzinfo=UTC))
-            delta_s = min(_timed(lambda: _extract(dsn, endpoint, delta_window)) for _ in range(3))
-            assert _extract(dsn, endpoint, delta_window)["rows"] == delta
-            full_s = _timed(lambda: _extract(dsn, endpoint, delta_window, full=True))
-        finally:
-            moto.terminate()
-            moto.wait()
-            server.cleanup()
+        delta_window = (datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 1, 0, 1, tzinfo=UTC))
+        delta_s = min(_timed(lambda: _extract(dsn, endpoint, delta_window)) for _ in range(3))
+        assert _extract(dsn, endpoint, delta_window)["rows"] == delta
+        full_s = _timed(lambda: _extract(dsn, endpoint, delta_window, full=True))
     return {
         "ours": ours,
         "limit": limit,

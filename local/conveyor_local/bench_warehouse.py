@@ -13,8 +13,6 @@ measured in the same run.
 from __future__ import annotations
 
 import io
-import logging
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,115 +107,99 @@ def model(dsn: str, window) -> None:
 
 
 def bench_warehouse(rows: int, big: int, small: int, pandas_rows: int, rounds: int = 2) -> dict:
-    import pgserver
     import psycopg
     import pyarrow.parquet as pq
     import sqlalchemy
 
-    from conveyor_local.bench import _child_peak_rss, _s3, _start_moto
+    from conveyor_local.bench import _child_peak_rss, bench_services
 
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
-        server = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
-        moto, endpoint = _start_moto()
-        try:
-            admin = server.get_uri("postgres")
-            s3 = _s3(endpoint)
-            s3.create_bucket(Bucket="bench", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
-            source = _warehouse(admin, "source")  # just a database here
-            with psycopg.connect(source, autocommit=True) as conn:
-                conn.execute(SALES_ORDER.replace("%(rows)s", str(big)))
-            window = _window(1, rows)
-            entry = _extract(source, s3, window)
-            assert entry["rows"] == rows, entry
+    with bench_services() as (tmp, admin, endpoint, s3):
+        source = _warehouse(admin, "source")  # just a database here
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute(SALES_ORDER.replace("%(rows)s", str(big)))
+        window = _window(1, rows)
+        entry = _extract(source, s3, window)
+        assert entry["rows"] == rows, entry
 
-            # The limit: the same rows as CSV in a local file, COPYed into the same table.
-            columns = ", ".join(entry["schema"])
-            csv_path = Path(tmp) / "rows.csv"
-            with psycopg.connect(source) as conn, open(csv_path, "wb") as out:
-                select = (
-                    f"SELECT {columns} FROM {SPEC_NAME} WHERE last_updated >= '{window.start:%Y-%m-%d %H:%M:%S.%f}' "
-                    f"AND last_updated < '{window.end:%Y-%m-%d %H:%M:%S.%f}'"
-                )
-                with conn.cursor().copy(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)") as copy:
-                    for chunk in copy:
-                        out.write(chunk)
-            # Each round: both loads into fresh databases after a checkpoint, the first one
-            # alternating; the best of the rounds is kept (the noise is the machine, not the load).
-            limit_s = land_s = model_s = float("inf")
-            for round_ in range(rounds):
-                limit_dsn, ours_dsn = _warehouse(admin, "limit"), _warehouse(admin, "ours")
+        # The limit: the same rows as CSV in a local file, COPYed into the same table.
+        columns = ", ".join(entry["schema"])
+        csv_path = tmp / "rows.csv"
+        with psycopg.connect(source) as conn, open(csv_path, "wb") as out:
+            select = (
+                f"SELECT {columns} FROM {SPEC_NAME} WHERE last_updated >= '{window.start:%Y-%m-%d %H:%M:%S.%f}' "
+                f"AND last_updated < '{window.end:%Y-%m-%d %H:%M:%S.%f}'"
+            )
+            with conn.cursor().copy(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)") as copy:
+                for chunk in copy:
+                    out.write(chunk)
+        # Each round: both loads into fresh databases after a checkpoint, the first one
+        # alternating; the best of the rounds is kept (the noise is the machine, not the load).
+        limit_s = land_s = model_s = float("inf")
+        for round_ in range(rounds):
+            limit_dsn, ours_dsn = _warehouse(admin, "limit"), _warehouse(admin, "ours")
 
-                def copy_limit(limit_dsn=limit_dsn):
-                    with psycopg.connect(limit_dsn) as conn:
-                        conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
-                        with (
-                            conn.cursor().copy(
-                                f"COPY staging.sales_order_landed ({columns}) FROM STDIN WITH (FORMAT csv)"
-                            ) as copy,
-                            open(csv_path, "rb") as f,
-                        ):
-                            while data := f.read(1 << 20):
-                                copy.write(data)
+            def copy_limit(limit_dsn=limit_dsn):
+                with psycopg.connect(limit_dsn) as conn:
+                    conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
+                    with (
+                        conn.cursor().copy(
+                            f"COPY staging.sales_order_landed ({columns}) FROM STDIN WITH (FORMAT csv)"
+                        ) as copy,
+                        open(csv_path, "rb") as f,
+                    ):
+                        while data := f.read(1 << 20):
+                            copy.write(data)
 
-                def land_ours(ours_dsn=ours_dsn):
-                    land(ours_dsn, s3, entry, window)
+            def land_ours(ours_dsn=ours_dsn):
+                land(ours_dsn, s3, entry, window)
 
-                for fn in (copy_limit, land_ours) if round_ % 2 == 0 else (land_ours, copy_limit):
-                    _checkpoint(admin)
-                    elapsed = _timed(fn)
-                    if fn is copy_limit:
-                        limit_s = min(limit_s, elapsed)
-                    else:
-                        land_s = min(land_s, elapsed)
+            for fn in (copy_limit, land_ours) if round_ % 2 == 0 else (land_ours, copy_limit):
                 _checkpoint(admin)
-                model_s = min(model_s, _timed(lambda ours_dsn=ours_dsn: model(ours_dsn, window)))
-            with psycopg.connect(ours_dsn) as conn:
-                facts = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
-            assert facts == rows, facts
+                elapsed = _timed(fn)
+                if fn is copy_limit:
+                    limit_s = min(limit_s, elapsed)
+                else:
+                    land_s = min(land_s, elapsed)
+            _checkpoint(admin)
+            model_s = min(model_s, _timed(lambda ours_dsn=ours_dsn: model(ours_dsn, window)))
+        with psycopg.connect(ours_dsn) as conn:
+            facts = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
+        assert facts == rows, facts
 
-            # The old loader: pandas.to_sql of the rows read from the Parquet file.
-            body = s3.get_object(Bucket="bench", Key=entry["key"])["Body"].read()
-            frame = pq.read_table(io.BytesIO(body)).slice(0, pandas_rows).to_pandas()
-            engine = sqlalchemy.create_engine(
-                "postgresql+psycopg://", creator=lambda: psycopg.connect(limit_dsn)
+        # The old loader: pandas.to_sql of the rows read from the Parquet file.
+        body = s3.get_object(Bucket="bench", Key=entry["key"])["Body"].read()
+        frame = pq.read_table(io.BytesIO(body)).slice(0, pandas_rows).to_pandas()
+        engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(limit_dsn))
+        pandas_s = _timed(
+            lambda: frame.to_sql(
+                "sales_order_pandas", engine, schema="staging", index=False, chunksize=10_000
             )
-            pandas_s = _timed(
-                lambda: frame.to_sql(
-                    "sales_order_pandas", engine, schema="staging", index=False, chunksize=10_000
-                )
-            )
-            engine.dispose()
+        )
+        engine.dispose()
 
-            rss_land = _child_peak_rss(["--warehouse-rss-probe", ours_dsn, endpoint, entry["key"], str(rows)])
-            rss_idle = _child_peak_rss(["--warehouse-rss-probe", ours_dsn, endpoint, "", "0"])
+        rss_land = _child_peak_rss(["--warehouse-rss-probe", ours_dsn, endpoint, entry["key"], str(rows)])
+        rss_idle = _child_peak_rss(["--warehouse-rss-probe", ours_dsn, endpoint, "", "0"])
 
-            # A small window into a warehouse already holding `big` facts, against that full load.
-            full_dsn = _warehouse(admin, "full")
-            full_window = _window(0, big + 1)
-            full_entry = _extract(source, s3, full_window)
-            full_s = _timed(
-                lambda: (land(full_dsn, s3, full_entry, full_window), model(full_dsn, full_window))
+        # A small window into a warehouse already holding `big` facts, against that full load.
+        full_dsn = _warehouse(admin, "full")
+        full_window = _window(0, big + 1)
+        full_entry = _extract(source, s3, full_window)
+        full_s = _timed(lambda: (land(full_dsn, s3, full_entry, full_window), model(full_dsn, full_window)))
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE sales_order SET units_sold = units_sold + 1, "
+                "last_updated = TIMESTAMP '2024-06-01' + sales_order_id * INTERVAL '1 microsecond' "
+                f"WHERE sales_order_id % {big // small} = 0"
             )
-            with psycopg.connect(source, autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE sales_order SET units_sold = units_sold + 1, "
-                    "last_updated = TIMESTAMP '2024-06-01' + sales_order_id * INTERVAL '1 microsecond' "
-                    f"WHERE sales_order_id % {big // small} = 0"
-                )
-            small_window = _window(int(timedelta(days=152).total_seconds() * 1000), 60_000)
-            small_entry = _extract(source, s3, small_window)
-            assert small_entry["rows"] == small, small_entry
-            small_s = _timed(
-                lambda: (land(full_dsn, s3, small_entry, small_window), model(full_dsn, small_window))
-            )
-            with psycopg.connect(full_dsn) as conn:
-                total = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
-            assert total == big + small, total
-        finally:
-            moto.terminate()
-            moto.wait()
-            server.cleanup()
+        small_window = _window(int(timedelta(days=152).total_seconds() * 1000), 60_000)
+        small_entry = _extract(source, s3, small_window)
+        assert small_entry["rows"] == small, small_entry
+        small_s = _timed(
+            lambda: (land(full_dsn, s3, small_entry, small_window), model(full_dsn, small_window))
+        )
+        with psycopg.connect(full_dsn) as conn:
+            total = conn.execute("SELECT count(*) FROM fact_sales_order").fetchone()[0]
+        assert total == big + small, total
     return {
         "limit": limit_s,
         "land": land_s,
@@ -245,22 +227,11 @@ def rss_probe(dsn: str, endpoint: str, key: str, rows: int) -> int:
         conn.execute("DELETE FROM staging.sales_order_landed")
         conn.commit()
     if key:
-        entry = {"table": SPEC_NAME, "key": key, "rows": rows, "schema": _schema(dsn)}
+        entry = {"table": SPEC_NAME, "key": key, "rows": rows}  # landing reads the columns from the file
         land(dsn, s3, entry, _window(1, rows))
     status = Path("/proc/self/status").read_text()
     print(int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024)
     return 0
-
-
-def _schema(dsn: str) -> dict:
-    import psycopg
-
-    with psycopg.connect(dsn) as conn:
-        names = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'staging' "
-            "AND table_name = 'sales_order_landed' AND column_name <> 'window_name' ORDER BY ordinal_position"
-        ).fetchall()
-    return {name: "" for (name,) in names}
 
 
 def report(args) -> None:
