@@ -171,15 +171,17 @@ def airflow_db_url(state: dict) -> str:
 
     params = conninfo_to_dict(postgres_dsn(state, AIRFLOW_DATABASE))
     host = params.get("host")
-    query = {"host": host} if host and host.startswith("/") else {}  # a Unix socket directory
+    unix_socket = bool(host and host.startswith("/"))  # a socket directory goes in the query
     # sslmode, sslrootcert, connect_timeout, ... as the DSN has them
-    query.update({k: v for k, v in params.items() if k not in ("host", "port", "user", "password", "dbname")})
+    query = {k: v for k, v in params.items() if k not in ("host", "port", "user", "password", "dbname")}
+    if unix_socket:
+        query["host"] = host
     return URL.create(
         "postgresql",
         username=params.get("user"),
         password=params.get("password") or None,
-        host=None if query else host,
-        port=int(params["port"]) if params.get("port") and not query else None,
+        host=None if unix_socket else host,
+        port=int(params["port"]) if params.get("port") and not unix_socket else None,
         database=AIRFLOW_DATABASE,
         query=query,
     ).render_as_string(hide_password=False)
