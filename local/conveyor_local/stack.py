@@ -349,22 +349,14 @@ def _serialize_dags(state: dict, migrated: bool) -> None:
     stamp.write_text(digest)
 
 
-def seed(force: bool = False) -> list[str]:
+def seed(force: bool = False, state: dict | None = None) -> list[str]:
     """Load the sample data that is missing (all of it with `force`); print what was loaded."""
-    import boto3
-
     from conveyor_local.seed import seed as load
 
-    state = load_state()
+    state = state or load_state()
     if not _alive(state.get("moto", {}).get("pid")):
         raise SystemExit("the local stack is not running: run `make services`")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint(state),
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=ACCESS_KEY,
-        region_name=resources.DEFAULT_REGION,
-    )
+    s3 = _endpoint_session(moto_endpoint(state)).client("s3")
     loaded = load(s3, state["aws"]["buckets"]["source"], postgres_dsn(state, "totesys"), force=force)
     for line in loaded:
         print(f"sample data: {line}")
@@ -388,7 +380,7 @@ def start() -> dict:
     # Airflow's own commands only once the stack answers (they check it; see guard.py).
     _write_local_settings()
     _serialize_dags(state, migrated=_migrate_airflow_db(state))
-    seed()
+    seed(state=state)
     print(
         f"local stack {'already running' if was_running else 'started'}: moto on {moto_endpoint(state)}, "
         f"Postgres databases {', '.join(DATABASES)} and {AIRFLOW_DATABASE} (Airflow's metadata, "
@@ -400,8 +392,6 @@ def start() -> dict:
 
 def provision_endpoint(endpoint_url: str) -> dict:
     """Provision every AWS resource at `endpoint_url` (moto server, LocalStack, a container)."""
-    import boto3
-
     for _ in range(60):  # a container may still be starting
         try:
             urllib.request.urlopen(endpoint_url, timeout=2)
@@ -410,10 +400,16 @@ def provision_endpoint(endpoint_url: str) -> dict:
             break  # it answers
         except OSError:
             time.sleep(1)
+    return provision(_endpoint_session(endpoint_url))
+
+
+def _endpoint_session(endpoint_url: str) -> _EndpointSession:
+    import boto3
+
     session = boto3.Session(
         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=ACCESS_KEY, region_name=resources.DEFAULT_REGION
     )
-    return provision(_EndpointSession(session, endpoint_url))
+    return _EndpointSession(session, endpoint_url)
 
 
 class _EndpointSession:
