@@ -79,43 +79,44 @@ def load_currency_names(conn) -> int:
     return len(rows)
 
 
-def _chunks(s3, bucket: str, key: str, csv_file: bool):
-    """The extract file as CSV chunks for COPY, read from S3 a part at a time.
+def _open(s3, bucket: str, key: str):
+    """The extract file, opened once: (its columns in the file's order, the source `_chunks` reads).
 
-    Parquet is read one row group at a time (ranged GETs) and written by Arrow as CSV: NULL
-    unquoted and empty, '' quoted (COPY tells them apart the same way); timestamps, decimals,
-    dates and booleans in forms COPY reads. A CSV extract is passed through as it is.
-    """
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pq
-
-    reader = io.BufferedReader(S3ObjectReader(s3, bucket, key), READ_BUFFER)
-    if csv_file:
-        while chunk := reader.read(READ_BUFFER):
-            yield chunk
-        return
-    options = pa_csv.WriteOptions(include_header=False)
-    # One thread: Postgres, not decoding, is the slower side, and Arrow's thread pools cost memory.
-    for batch in pq.ParquetFile(reader).iter_batches(batch_size=ROW_BATCH, use_threads=False):
-        buffer = io.BytesIO()
-        pa_csv.write_csv(batch, buffer, write_options=options)
-        yield buffer.getbuffer()
-
-
-def _file_columns(s3, bucket: str, key: str, csv_file: bool) -> list[str]:
-    """The extract file's columns, in the file's order: from the Parquet footer, or the CSV header.
-
-    Not from the manifest entry's `schema`: an XCom round trip through Postgres (jsonb, as on
-    MWAA) reorders a dict's keys, and COPY takes values by position.
+    The columns come from the Parquet footer or the CSV header line, not from the manifest
+    entry's `schema`: an XCom round trip through Postgres (jsonb, as on MWAA) reorders a dict's
+    keys, and COPY takes values by position.
     """
     import csv
 
     import pyarrow.parquet as pq
 
-    reader = io.BufferedReader(S3ObjectReader(s3, bucket, key), 64 * 1024)
-    if csv_file:
-        return next(csv.reader([io.TextIOWrapper(reader, encoding="utf-8", newline="").readline()]))
-    return pq.ParquetFile(reader).schema_arrow.names
+    reader = io.BufferedReader(S3ObjectReader(s3, bucket, key), READ_BUFFER)
+    if key.endswith(".csv"):  # output_format=csv: Arrow's CSV, its header line first
+        return next(csv.reader([reader.readline().decode("utf-8")])), reader
+    parquet = pq.ParquetFile(reader)
+    return parquet.schema_arrow.names, parquet
+
+
+def _chunks(source):
+    """The opened extract file as CSV chunks for COPY, read from S3 a part at a time.
+
+    Parquet is read one row group at a time (ranged GETs) and written by Arrow as CSV: NULL
+    unquoted and empty, '' quoted (COPY tells them apart the same way); timestamps, decimals,
+    dates and booleans in forms COPY reads. A CSV extract (past its header) passes through as it is.
+    """
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    if not isinstance(source, pq.ParquetFile):
+        while chunk := source.read(READ_BUFFER):
+            yield chunk
+        return
+    options = pa_csv.WriteOptions(include_header=False)
+    # One thread: Postgres, not decoding, is the slower side, and Arrow's thread pools cost memory.
+    for batch in source.iter_batches(batch_size=ROW_BATCH, use_threads=False):
+        buffer = io.BytesIO()
+        pa_csv.write_csv(batch, buffer, write_options=options)
+        yield buffer.getbuffer()
 
 
 def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
@@ -139,16 +140,13 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
             sql.SQL("DELETE FROM {} WHERE window_name = %s").format(landed), (window.name,)
         ).rowcount
         if entry["key"]:
-            csv_file = entry["key"].endswith(".csv")  # output_format=csv: Arrow's CSV, with a header
-            names = _file_columns(s3, bucket, entry["key"], csv_file)
+            names, source = _open(s3, bucket, entry["key"])
             columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER {})").format(
-                landed, columns, sql.SQL("true" if csv_file else "false")
-            )
+            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(landed, columns)
             # psycopg's default writer queues up to 1024 blocks (128 MiB) when the server is the
             # slower side, as it is here: write through libpq directly so memory stays one batch.
             with conn.cursor() as cur, cur.copy(copy_sql, writer=LibpqWriter(cur)) as copy:
-                for chunk in _chunks(s3, bucket, entry["key"], csv_file):
+                for chunk in _chunks(source):
                     copy.write(chunk)
             rows = conn.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE window_name = %s").format(landed), (window.name,)
