@@ -217,8 +217,7 @@ def _extract(dsn: str, endpoint: str, window, full: bool = False) -> dict:
             "bench",
             spec,
             tables.catalog_columns(conn, spec),
-            windows.Window(*window),
-            full_snapshot=full,
+            windows.Window(*window, full_snapshot=full),
         )
 
 

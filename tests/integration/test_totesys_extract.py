@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -168,7 +169,7 @@ def test_csv_output_and_full_snapshot(db, s3):
     window = windows.extract_window(T1 - timedelta(minutes=3), T1, LAG)
     delta, rows = run_window(db, s3, EVENTS, window, fmt="csv")
     assert delta["key"].endswith(".csv") and [r["label"] for r in rows] == ["new"]
-    snapshot, rows = run_window(db, s3, EVENTS, window, full_snapshot=True)
+    snapshot, rows = run_window(db, s3, EVENTS, dataclasses.replace(window, full_snapshot=True))
     assert snapshot["full_snapshot"] and sorted(r["label"] for r in rows) == ["new", "old"]
 
 

@@ -7,7 +7,6 @@ an S3 multipart upload, so memory is bounded by batch and part sizes, not by the
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from datetime import UTC
 
@@ -217,21 +216,17 @@ def extract_table(
     columns: list[Column],
     window: Window,
     *,
-    full_snapshot: bool = False,
     fmt: str = "parquet",
     part_size: int = PART_SIZE,
 ) -> dict:
-    """Stream the table's rows in `window` (or all rows: `full_snapshot`, or a snapshot window)
-    into one object; returns its manifest entry."""
-    if full_snapshot and not window.full_snapshot:
-        window = dataclasses.replace(window, full_snapshot=True)  # a snapshot's key of its own
-    full_snapshot = window.full_snapshot
+    """Stream the table's rows in `window` (all rows for a `full_snapshot` window) into one
+    object; returns its manifest entry."""
     result = stream_to_s3(
         conn,
         s3,
         bucket,
         data_key(spec.name, window, fmt),
-        select_statement(spec, columns, None if full_snapshot else window),
+        select_statement(spec, columns, None if window.full_snapshot else window),
         columns,
         table=spec.name,
         fmt=fmt,
@@ -242,7 +237,7 @@ def extract_table(
         "primary_key": spec.primary_key,
         "cursor": spec.cursor,
         "window": [window.start.isoformat(), window.end.isoformat()],
-        "full_snapshot": full_snapshot,
+        "full_snapshot": window.full_snapshot,
         **result,
     }
 
