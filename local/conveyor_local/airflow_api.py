@@ -10,10 +10,17 @@ scheduler tests, the latency bench and scripted checks drive Airflow through.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 FINISHED = {"success", "failed"}
 
@@ -129,3 +136,80 @@ class AirflowAPI:
                 return health
             time.sleep(1)
         raise TimeoutError(f"Airflow did not become healthy in {timeout:.0f}s: {health}")
+
+
+@dataclass
+class ScratchAirflow:
+    """`make airflow` on a stack of its own: where it lives, what it provisioned, how to reach it."""
+
+    local_dir: Path
+    info: dict  # `python -m conveyor_local describe`
+    api: AirflowAPI
+    s3: object
+
+    def bucket(self, kind: str) -> str:
+        return self.info["buckets"][kind]
+
+    def keys(self, kind: str, prefix: str = "") -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket(kind), Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def failure_detail(self, dag_id: str, run: dict) -> str:
+        """A run's task states and the end of Airflow's log, for an assertion message."""
+        states = {t["task_id"]: t["state"] for t in self.api.task_instances(dag_id, run["dag_run_id"])}
+        log = (self.local_dir / "airflow-standalone.log").read_text(errors="replace")[-3000:]
+        return f"{run['dag_run_id']}: {states}\n{log}"
+
+
+@contextmanager
+def scratch_airflow(**airflow_env: str) -> Iterator[ScratchAirflow]:
+    """Start `make airflow` in a temporary CONVEYOR_LOCAL_DIR on free ports (never a stack the
+    developer has running, nor their CONVEYOR_POSTGRES_DSN); stop all of it afterwards.
+    `airflow_env`: extra environment, e.g. AIRFLOW__CONVEYOR__TOTESYS_CRON."""
+    import boto3
+
+    from conveyor_local.stack import ACCESS_KEY, free_port
+
+    with tempfile.TemporaryDirectory(prefix="conveyor-airflow-") as tmp:
+        port = free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "AWS_")) and k != "CONVEYOR_POSTGRES_DSN"
+        }
+        env.update(
+            CONVEYOR_LOCAL_DIR=tmp,
+            CONVEYOR_AIRFLOW_PORT=str(port),
+            CONVEYOR_MOTO_PORT=str(free_port()),
+            **airflow_env,
+        )
+
+        def conveyor_local(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "conveyor_local", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
+
+        try:
+            started = conveyor_local("airflow")
+            if started.returncode:
+                raise RuntimeError(
+                    f"could not start Airflow:\n{started.stdout[-3000:]}{started.stderr[-3000:]}"
+                )
+            info = json.loads(conveyor_local("describe").stdout)
+            password = json.loads((Path(tmp) / "airflow" / "passwords.json").read_text())["admin"]
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=info["endpoint_url"],
+                aws_access_key_id=ACCESS_KEY,
+                aws_secret_access_key=ACCESS_KEY,
+                region_name=info["region"],
+            )
+            yield ScratchAirflow(
+                Path(tmp), info, AirflowAPI(f"http://127.0.0.1:{port}", "admin", password), s3
+            )
+        finally:
+            conveyor_local("stop")

@@ -13,13 +13,8 @@ the copy, and the next continuous run's start.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 LAMBDA_NOTE = 'the old Lambda copier: "seconds, sometimes a minute or longer" (S3 event delivery, AWS docs)'
 
@@ -59,51 +54,13 @@ def measure(
 
 def report(count: int = 20) -> None:
     """`make bench` part 5: `make airflow` on a stack of its own, then `measure`."""
-    import boto3
-
-    from conveyor_local.airflow_api import AirflowAPI
-    from conveyor_local.stack import free_port
+    from conveyor_local.airflow_api import scratch_airflow
 
     print(f"5. s3_event_copy under the scheduler: put_object in raw -> copy in curated, {count} objects")
-    with tempfile.TemporaryDirectory(prefix="conveyor-latency-") as tmp:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW", "AWS_")) and k != "CONVEYOR_POSTGRES_DSN"  # a stack of its own
-        }
-        port = free_port()
-        env.update(
-            CONVEYOR_LOCAL_DIR=tmp, CONVEYOR_AIRFLOW_PORT=str(port), CONVEYOR_MOTO_PORT=str(free_port())
+    with scratch_airflow() as airflow:
+        result = measure(
+            airflow.api, airflow.s3, airflow.bucket("raw"), airflow.bucket("curated"), count=count
         )
-
-        def conveyor_local(*args):
-            return subprocess.run(
-                [sys.executable, "-m", "conveyor_local", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=400,
-            )
-
-        try:
-            started = conveyor_local("airflow")
-            if started.returncode:
-                raise SystemExit(
-                    f"could not start Airflow:\n{started.stdout[-2000:]}{started.stderr[-2000:]}"
-                )
-            info = json.loads(conveyor_local("describe").stdout)
-            password = json.loads((Path(tmp) / "airflow" / "passwords.json").read_text())["admin"]
-            api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password)
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=info["endpoint_url"],
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                region_name=info["region"],
-            )
-            result = measure(api, s3, info["buckets"]["raw"], info["buckets"]["curated"], count=count)
-        finally:
-            conveyor_local("stop")
     print(f"   p50 {result['p50']:5.1f}s   p95 {result['p95']:5.1f}s   (goal: p95 < 10 s)")
     print(f"   max {result['latencies'][-1]:5.1f}s   min {result['latencies'][0]:5.1f}s")
     print(f"   beside {LAMBDA_NOTE}")

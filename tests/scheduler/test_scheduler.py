@@ -10,83 +10,22 @@ config option) so a scheduled run comes within a minute.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import boto3
 import psycopg
 import pytest
 
 from conveyor.totesys import windows
 from conveyor_local import event_latency
-from conveyor_local.airflow_api import AirflowAPI
-from conveyor_local.stack import free_port
+from conveyor_local.airflow_api import scratch_airflow
 
 pytestmark = pytest.mark.scheduler
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(local_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
-    env.update(
-        CONVEYOR_LOCAL_DIR=str(local_dir),
-        CONVEYOR_AIRFLOW_PORT=str(port),
-        CONVEYOR_MOTO_PORT=str(free_port()),
-        AIRFLOW__CONVEYOR__TOTESYS_CRON="* * * * *",
-    )
-    return env
-
-
-def _conveyor_local(env: dict, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor_local", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
-class Airflow:
-    def __init__(self, local_dir: Path, env: dict):
-        self.local_dir, self.env = local_dir, env
-        self.info = json.loads(_conveyor_local(env, "describe").stdout)
-        port = int(env["CONVEYOR_AIRFLOW_PORT"])
-        password = json.loads((local_dir / "airflow" / "passwords.json").read_text())["admin"]
-        self.api = AirflowAPI(f"http://127.0.0.1:{port}", "admin", password)
-        session = boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.info["region"]
-        )
-        self.s3 = session.client("s3", endpoint_url=self.info["endpoint_url"])
-
-    def bucket(self, kind: str) -> str:
-        return self.info["buckets"][kind]
-
-    def keys(self, kind: str, prefix: str = "") -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket(kind), Prefix=prefix)
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-
-    def failure_detail(self, dag_id: str, run: dict) -> str:
-        states = {t["task_id"]: t["state"] for t in self.api.task_instances(dag_id, run["dag_run_id"])}
-        log = (self.local_dir / "airflow-standalone.log").read_text(errors="replace")[-3000:]
-        return f"{run['dag_run_id']}: {states}\n{log}"
-
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory):
-    local_dir = tmp_path_factory.mktemp("sched")
-    env = _env(local_dir, free_port())
-    started = _conveyor_local(env, "airflow")
-    try:
-        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
-        yield Airflow(local_dir, env)
-    finally:
-        _conveyor_local(env, "stop")
+def airflow():
+    with scratch_airflow(AIRFLOW__CONVEYOR__TOTESYS_CRON="* * * * *") as scratch:
+        yield scratch
 
 
 def test_a_backfill_of_three_days_gives_three_successful_runs_each_writing_its_own_date(airflow):
