@@ -16,7 +16,7 @@ CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 # Everything below runs with the project's virtualenv first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv lock demo test test-scheduler compose-up compose-down lint fmt bench services services-stop seed airflow package terraform-check clean
+.PHONY: help venv lock demo test test-scheduler test-ui compose-up compose-down lint fmt bench services services-stop seed airflow package terraform-check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,10 @@ test: $(STAMP) $(TOOLS_STAMP) ## Run the test suite (DAGs, unit, integration, th
 
 test-scheduler: $(STAMP) ## Airflow as users run it: `make airflow` on a stack of its own, driven through the REST API
 	$(BIN)/python -m pytest -m scheduler tests/scheduler
+
+test-ui: $(STAMP) ## The Airflow UI in headless Chromium (installs Debian's chromium if missing): docs, a trigger with Params, a backfill; screenshots to docs/screenshots/
+	-@$(BIN)/python -m conveyor_local.browser
+	$(BIN)/python -m pytest -m ui tests/ui
 
 lint: $(STAMP) terraform-check ## ruff (with the Airflow AIR rules), format check, lock-sync check, checkov
 	$(BIN)/ruff check .

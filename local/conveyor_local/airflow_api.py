@@ -32,7 +32,7 @@ class AirflowAPIError(RuntimeError):
 class AirflowAPI:
     def __init__(self, url: str, username: str, password: str):
         self.url = url.rstrip("/")
-        self._credentials = {"username": username, "password": password}
+        self.username, self.password = username, password
         self._token: str | None = None
 
     @classmethod
@@ -69,13 +69,24 @@ class AirflowAPI:
 
     def token(self) -> str:
         if self._token is None:
-            self._token = self._send("POST", "/auth/token", self._credentials, auth=False)["access_token"]
+            self._token = self._send(
+                "POST", "/auth/token", {"username": self.username, "password": self.password}, auth=False
+            )["access_token"]
         return self._token
 
     # --- what users do ---------------------------------------------------------------------------
 
     def health(self) -> dict:
         return self._send("GET", "/api/v2/monitor/health", auth=False)
+
+    def dags(self) -> list[dict]:
+        return self._send("GET", "/api/v2/dags?limit=100&order_by=dag_id")["dags"]
+
+    def dag_details(self, dag_id: str) -> dict:
+        return self._send("GET", f"/api/v2/dags/{dag_id}/details")
+
+    def backfills(self, dag_id: str) -> list[dict]:
+        return self._send("GET", f"/api/v2/backfills?dag_id={dag_id}")["backfills"]
 
     def unpause(self, dag_id: str) -> dict:
         return self._send("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})

@@ -51,3 +51,29 @@ def test_lock_pins_the_runtime_versions_and_is_in_sync():
         [sys.executable, str(ROOT / ".ci" / "lock.py"), "--check"], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stderr
+
+
+def _relative_links(markdown: str) -> list[str]:
+    targets = re.findall(r"\]\(([^)\s]+)\)", markdown)
+    return [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+
+
+def test_every_relative_link_and_image_in_the_docs_exists():
+    docs = [ROOT / "README.md", ROOT / "terraform" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = [
+        f"{doc.relative_to(ROOT)}: {target}"
+        for doc in docs
+        for target in _relative_links(doc.read_text())
+        if not (doc.parent / target).exists()
+    ]
+    assert missing == []
+    readme_links = _relative_links((ROOT / "README.md").read_text())
+    assert "docs/screenshots/grid-triggered-run.png" in readme_links
+    assert "docs/screenshots/backfill-finished.png" in readme_links
+
+
+def test_the_link_check_can_fail():
+    assert _relative_links("see [x](docs/nope.md#a), ![s](a.png) and [w](https://x.org)") == [
+        "docs/nope.md",
+        "a.png",
+    ]
