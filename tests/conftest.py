@@ -134,6 +134,45 @@ def moto_server(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def _fake_snowflake_port():
+    from conveyor_local import fake_snowflake
+
+    port = free_port()
+    stop = fake_snowflake.serve_in_thread(port)
+    fake_snowflake.route_http()
+    yield port
+    stop()
+
+
+@pytest.fixture
+def snowflake_conn(_fake_snowflake_port, moto_server, monkeypatch):
+    """A new, empty fake Snowflake (fakesnow's server, with the local stack's COPY INTO additions)
+    reading S3 from this test's moto server; `snowflake_default` points at it. Yields a function
+    that opens a DB-API connection to it."""
+    import snowflake.connector
+
+    from conveyor_local import fake_snowflake
+
+    fake_snowflake.reset(moto_server["endpoint_url"], "testing", "testing", REGION)
+    conn = fake_snowflake.connection(_fake_snowflake_port)
+    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(conn))
+
+    def connect():
+        extra = conn["extra"]
+        return snowflake.connector.connect(
+            user=conn["login"],
+            password=conn["password"],
+            account=extra["account"],
+            host=extra["host"],
+            port=extra["port"],
+            database=extra["database"],
+            schema=conn["schema"],
+        )
+
+    yield connect
+
+
+@pytest.fixture(scope="session")
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 

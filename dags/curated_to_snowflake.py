@@ -1,0 +1,90 @@
+"""
+### Curated events → Snowflake
+
+Replaces the curated Snowpipe and its JSON flattening. Runs each time `s3_event_copy` updates the
+`curated` asset: `COPY INTO EVENTS.RAW_EVENTS` (one VARIANT row per JSON document, with its file
+and load time) from the curated stage, then a `MERGE` that flattens the order events loaded since
+the last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
+
+* **Never double-loads**: Snowflake's load metadata skips every file already loaded into
+  RAW_EVENTS, by this DAG or by a Snowpipe beside it; the MERGE keeps the newest load of each
+  order and changes nothing on a rerun.
+* **A malformed file** (`ON_ERROR = SKIP_FILE`) loads nothing; the other files load and merge,
+  then `check_loads` fails the run naming the file and its first error. The file stays in curated.
+* **validate_only** (Param): `VALIDATION_MODE = RETURN_ERRORS` over the stage instead of loading;
+  the run lists what would fail and loads and merges nothing.
+* Needs `snowflake_setup` once. SQL: `include/sql/snowflake/events/`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from conveyor import snowflake
+from conveyor.assets import CURATED
+from conveyor.defaults import DEFAULT_ARGS, Tag
+from conveyor.resources import names_from_variable
+
+DAG_ID = "curated_to_snowflake"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=[CURATED],
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[Tag.CONVEYOR, Tag.SNOWFLAKE, Tag.S3],
+    doc_md=__doc__,
+    params={
+        "validate_only": Param(
+            False, type="boolean", title="Only validate (VALIDATION_MODE = RETURN_ERRORS); load nothing"
+        ),
+    },
+)
+def curated_to_snowflake():
+    @task
+    def copy_raw_events(params=None) -> dict:
+        names = snowflake.settings_from_variable().names(names_from_variable())
+        hook = snowflake.hook()
+        if params["validate_only"]:
+            errors = snowflake.validation_errors(
+                snowflake.run_script(hook, snowflake.render("events/validate_raw_events.sql", names))
+            )
+            for error in errors:
+                print(f"would fail: {error['file']} (line {error['line']}): {error['error']}")
+            print(f"validation: {len(errors)} error(s); nothing loaded")
+            raise AirflowSkipException(f"validate_only: {len(errors)} error(s) found, nothing loaded")
+        report = snowflake.CopyReport.from_results(
+            snowflake.run_script(hook, snowflake.render("events/copy_raw_events.sql", names))
+        )
+        print(
+            f"loaded {len(report.loaded)} file(s), {report.rows} row(s); {report.skipped} loaded before; "
+            f"{len(report.failed)} failed"
+        )
+        return report.to_dict()
+
+    @task
+    def merge_orders() -> dict:
+        settings = snowflake.settings_from_variable()
+        names = settings.names(names_from_variable(), source=f"{settings.database}.EVENTS.RAW_EVENTS_PENDING")
+        results = snowflake.run_script(snowflake.hook(), snowflake.render("events/merge_orders.sql", names))
+        merged = {
+            "order_items": snowflake.merge_counts(results[0]),
+            "orders": snowflake.merge_counts(results[1]),
+        }
+        print(f"merged: {merged}")
+        return merged
+
+    @task
+    def check_loads(report: dict) -> None:
+        failed = snowflake.CopyReport(failed=report["failed"]).failure_message("curated")
+        if failed:
+            raise ValueError(failed)
+
+    report = copy_raw_events()
+    report >> merge_orders() >> check_loads(report)
+
+
+curated_to_snowflake()

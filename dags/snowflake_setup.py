@@ -1,0 +1,75 @@
+"""
+### Snowflake setup
+
+Creates (or brings up to date) the Snowflake objects the loads need, from the SQL in
+`include/sql/snowflake/`, in order: the database and schemas, the external stages over the
+curated, stage and processed buckets, the raw and typed tables of the curated events and of the
+retail files, and the views the Airflow merges read. Every statement is rerunnable
+(`IF NOT EXISTS`, or `OR REPLACE` for views): run it after each deployment that changes them.
+
+Trigger it manually. Params:
+* **storage_integration**: also create the storage integration (needs ACCOUNTADMIN, once per
+  account; see docs/snowflake.md for the two-step trust with the IAM role Terraform creates).
+* **snowpipe**: also create the Snowpipe path: named file formats, auto-ingest pipes on the SNS
+  topics Terraform creates, append-only streams on the raw tables and tasks that merge each
+  stream into its target with the same MERGE the Airflow DAGs run.
+
+Names come from the Variable `conveyor_snowflake` (database, integration, role, warehouse, topic
+ARNs) and `conveyor_resource_prefix` (bucket names); the connection is `snowflake_default`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from conveyor import snowflake
+from conveyor.defaults import DEFAULT_ARGS, Tag
+from conveyor.resources import names_from_variable
+
+DAG_ID = "snowflake_setup"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[Tag.CONVEYOR, Tag.SNOWFLAKE],
+    doc_md=__doc__,
+    params={
+        "storage_integration": Param(
+            False, type="boolean", title="Create the storage integration (ACCOUNTADMIN, once)"
+        ),
+        "snowpipe": Param(False, type="boolean", title="Create pipes, streams and tasks (the Snowpipe path)"),
+    },
+)
+def snowflake_setup():
+    @task
+    def apply_sql(params=None) -> list[dict]:
+        """Render each file's names, run its statements in order; what ran, per file."""
+        settings = snowflake.settings_from_variable()
+        names = settings.names(names_from_variable())
+        files = snowflake.setup_files(params["storage_integration"], params["snowpipe"])
+        if params["storage_integration"] and not (settings.storage_integration and settings.storage_role_arn):
+            raise ValueError(
+                f"storage_integration needs storage_integration and storage_role_arn in the Variable "
+                f"{snowflake.SNOWFLAKE_VARIABLE} (the role is Terraform's snowflake_storage_role_arn output)"
+            )
+        if params["snowpipe"] and not {"curated", "stage"} <= set(settings.topics):
+            raise ValueError(
+                f"snowpipe needs the SNS topic ARNs in the Variable {snowflake.SNOWFLAKE_VARIABLE}: "
+                '"topics": {"curated": "<curated-events topic ARN>", "stage": "<stage-events topic ARN>"}'
+            )
+        hook = snowflake.hook()
+        applied = []
+        for name in files:
+            results = snowflake.run_script(hook, snowflake.render(name, names))
+            applied.append({"file": name, "statements": len(results)})
+            print(f"{name}: {len(results)} statement(s)")
+        return applied
+
+    apply_sql()
+
+
+snowflake_setup()

@@ -1,0 +1,73 @@
+"""
+### Retail stage → Snowflake
+
+Replaces the retail Snowpipes and the Snowflake task that merged their delta. Runs each time
+`inbound_to_stage` updates the `stage` asset: `COPY INTO` the raw tables `RETAIL.USERS_RAW` and
+`RETAIL.TRANSACTIONS_RAW` from the stage bucket's `user/` and `transactions/` files (CSV with a
+header or JSON lines), then the same `MERGE` as the Snowflake tasks' bodies into `RETAIL.USERS`
+and `RETAIL.TRANSACTIONS`, so the targets are the same whichever path loads them.
+
+* **Never double-loads**: the load metadata skips files loaded before (here or by a Snowpipe);
+  the MERGE keeps the newest load of each user and transaction and changes nothing on a rerun.
+* **A malformed file** (`ON_ERROR = SKIP_FILE`) loads nothing; the rest load and merge, then
+  `check_loads` fails the run naming it. The file stays in the stage bucket.
+* Needs `snowflake_setup` once. SQL: `include/sql/snowflake/retail/`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from conveyor import snowflake
+from conveyor.assets import STAGE
+from conveyor.defaults import DEFAULT_ARGS, Tag
+from conveyor.resources import names_from_variable
+
+DAG_ID = "stage_to_snowflake"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=[STAGE],
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[Tag.CONVEYOR, Tag.SNOWFLAKE, Tag.RETAIL],
+    doc_md=__doc__,
+)
+def stage_to_snowflake():
+    @task
+    def copy_stage_files() -> dict:
+        names = snowflake.settings_from_variable().names(names_from_variable())
+        report = snowflake.CopyReport.from_results(
+            snowflake.run_script(snowflake.hook(), snowflake.render("retail/copy_stage_files.sql", names))
+        )
+        print(
+            f"loaded {len(report.loaded)} file(s), {report.rows} row(s); {report.skipped} loaded before; "
+            f"{len(report.failed)} failed"
+        )
+        return report.to_dict()
+
+    @task
+    def merge_targets() -> dict:
+        settings = snowflake.settings_from_variable()
+        hook, merged = snowflake.hook(), {}
+        for target in ("users", "transactions"):
+            source = f"{settings.database}.RETAIL.{target.upper()}_RAW_PENDING"
+            names = settings.names(names_from_variable(), source=source)
+            [rows] = snowflake.run_script(hook, snowflake.render(f"retail/merge_{target}.sql", names))
+            merged[target] = snowflake.merge_counts(rows)
+        print(f"merged: {merged}")
+        return merged
+
+    @task
+    def check_loads(report: dict) -> None:
+        failed = snowflake.CopyReport(failed=report["failed"]).failure_message("retail stage")
+        if failed:
+            raise ValueError(failed)
+
+    report = copy_stage_files()
+    report >> merge_targets() >> check_loads(report)
+
+
+stage_to_snowflake()

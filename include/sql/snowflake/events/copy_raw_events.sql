@@ -1,0 +1,11 @@
+-- Load the curated JSON documents (newline-delimited or one per file) into RAW_EVENTS.
+-- Snowflake's load metadata skips a file already loaded into this table (by Airflow or by the
+-- Snowpipe beside it), so replays and both paths together never double-load.
+-- ON_ERROR = SKIP_FILE: a malformed file loads nothing and comes back LOAD_FAILED with its first
+-- error; the other files load and merge, then the run fails naming it. The file stays in curated;
+-- fixed (rewritten), it is a new file to the load metadata and the next run loads it.
+COPY INTO {{ db }}.EVENTS.RAW_EVENTS (V, FILE_NAME, LOADED_AT)
+FROM (SELECT $1, METADATA$FILENAME, CURRENT_TIMESTAMP() FROM @{{ db }}.EVENTS.CURATED_STAGE)
+FILE_FORMAT = (TYPE = JSON)
+PATTERN = '.*[.]json'
+ON_ERROR = SKIP_FILE;

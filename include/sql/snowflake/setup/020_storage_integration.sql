@@ -1,0 +1,12 @@
+-- One-time, by ACCOUNTADMIN (or a role with CREATE INTEGRATION): Snowflake's access to the
+-- buckets, through the IAM role Terraform creates (output snowflake_storage_role_arn).
+-- IF NOT EXISTS: recreating an integration changes its external id and breaks the trust policy.
+-- After it exists: DESC INTEGRATION {{ storage_integration }}; put STORAGE_AWS_IAM_USER_ARN and
+-- STORAGE_AWS_EXTERNAL_ID into Terraform (snowflake_iam_user_arn, snowflake_external_id), apply.
+CREATE STORAGE INTEGRATION IF NOT EXISTS {{ storage_integration }}
+  TYPE = EXTERNAL_STAGE
+  STORAGE_PROVIDER = 'S3'
+  ENABLED = TRUE
+  STORAGE_AWS_ROLE_ARN = '{{ storage_role_arn }}'
+  STORAGE_ALLOWED_LOCATIONS = ('s3://{{ buckets.curated }}/', 's3://{{ buckets.stage }}/', 's3://{{ buckets.processed }}/');
+GRANT USAGE ON INTEGRATION {{ storage_integration }} TO ROLE {{ loader_role }};

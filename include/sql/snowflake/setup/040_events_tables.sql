@@ -1,0 +1,38 @@
+-- Curated events: every JSON document as loaded (RAW_EVENTS), and the order events flattened into
+-- typed tables. LOADED_AT is when Snowflake loaded the row: the merges take the rows loaded since
+-- their target's newest LOADED_AT (less an hour of overlap; the MERGE makes overlap harmless).
+CREATE TABLE IF NOT EXISTS {{ db }}.EVENTS.RAW_EVENTS (
+  V VARIANT NOT NULL,
+  FILE_NAME VARCHAR NOT NULL,
+  LOADED_AT TIMESTAMP_TZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {{ db }}.EVENTS.ORDERS (
+  ORDER_ID NUMBER(38, 0) NOT NULL PRIMARY KEY,
+  CUSTOMER_ID VARCHAR,
+  COUNTRY VARCHAR(2),
+  CURRENCY VARCHAR(3),
+  TOTAL NUMBER(12, 2),
+  ORDERED_AT TIMESTAMP_TZ,
+  ITEM_COUNT NUMBER(9, 0),
+  FILE_NAME VARCHAR NOT NULL,
+  LOADED_AT TIMESTAMP_TZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {{ db }}.EVENTS.ORDER_ITEMS (
+  ORDER_ID NUMBER(38, 0) NOT NULL,
+  LINE_NUMBER NUMBER(9, 0) NOT NULL,
+  SKU VARCHAR,
+  QUANTITY NUMBER(9, 0),
+  UNIT_PRICE NUMBER(12, 2),
+  LOADED_AT TIMESTAMP_TZ NOT NULL,
+  PRIMARY KEY (ORDER_ID, LINE_NUMBER)
+);
+-- What the Airflow merges read; a Snowflake task reads the stream on RAW_EVENTS instead.
+CREATE OR REPLACE VIEW {{ db }}.EVENTS.RAW_EVENTS_PENDING AS
+SELECT V, FILE_NAME, LOADED_AT
+FROM {{ db }}.EVENTS.RAW_EVENTS
+WHERE LOADED_AT >= (
+  SELECT DATEADD(hour, -1, COALESCE(MAX(LOADED_AT), '1970-01-01 00:00:00 +0000'::TIMESTAMP_TZ))
+  FROM {{ db }}.EVENTS.ORDERS
+);
+-- Only for the validate_only Param: VALIDATION_MODE reads into it and never loads a row.
+CREATE TABLE IF NOT EXISTS {{ db }}.EVENTS.RAW_EVENTS_CHECK (V VARIANT);

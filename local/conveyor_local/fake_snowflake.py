@@ -1,0 +1,407 @@
+"""The local stand-in for Snowflake: fakesnow (Snowflake SQL on DuckDB) as a server, reading S3
+from the moto server.
+
+    python -m conveyor_local.fake_snowflake --port 8600 --s3-endpoint http://127.0.0.1:5000
+
+One server process owns the database, so every Airflow process (scheduler, task processes, `dags
+test`) sees the same tables and stages. The DAGs talk to it through the provider's SnowflakeHook
+and operators, unchanged; the only local difference is the wire protocol (see `route_http`).
+
+What fakesnow 0.11 cannot do and this module adds, for COPY INTO only (everything else is
+fakesnow's own): S3 through s3fs (DuckDB's httpfs extension would need a download), `@stage/path/`
+sub-paths, `CREATE STAGE IF NOT EXISTS` on an existing stage, a MERGE that changes nothing
+reporting zeros, a recursive listing of a prefix as Snowflake does, `PATTERN`, `FILE_FORMAT = (TYPE =
+JSON)`, `$1`/`$n`/`METADATA$FILENAME` in a COPY transformation, `ON_ERROR = SKIP_FILE` (a bad file
+is reported `LOAD_FAILED` and the others load) and `VALIDATION_MODE = RETURN_ERRORS` (nothing
+loads; one row per error). Streams, tasks, pipes, storage integrations and named file formats stay
+unsupported: fakesnow refuses them, and the tests check that SQL by parsing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib
+import re
+from urllib.parse import urlparse
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# What COPY INTO returns per file (Snowflake's column names).
+COPY_COLUMNS = (
+    "file, status, rows_parsed, rows_loaded, error_limit, errors_seen, first_error, first_error_line, "
+    "first_error_character, first_error_column_name"
+)
+VALIDATION_COLUMNS = "error, file, line, character, byte_offset, category, code"
+
+_patched = False
+
+
+# --- the client side: the hook reaches the server over plain HTTP -------------------------------
+
+
+def route_http() -> None:
+    """Make `snowflake.connector.connect` use http for a loopback host (the fake server).
+
+    The provider's SnowflakeHook passes a connection's `extra.host`/`extra.port` through but has no
+    `protocol` option, and the connector defaults to https. Only loopback hosts are affected, so a
+    real account is reached exactly as before. Local-only: the local stack's
+    airflow_local_settings.py and the tests call it."""
+    import snowflake.connector
+
+    connect = snowflake.connector.connect
+    if getattr(connect, "_conveyor_http", False):
+        return
+
+    def connect_http(*args, **kwargs):
+        if kwargs.get("host") in LOOPBACK:
+            kwargs.setdefault("protocol", "http")
+            kwargs.setdefault("network_timeout", 30)
+        return connect(*args, **kwargs)
+
+    connect_http._conveyor_http = True
+    snowflake.connector.connect = connect_http
+
+
+def connection(port: int, database: str = "CONVEYOR") -> dict:
+    """The `snowflake_default` connection (AIRFLOW_CONN_* JSON) for the fake server on `port`."""
+    return {
+        "conn_type": "snowflake",
+        "login": "conveyor",
+        "password": "local",  # the fake accepts anything; not a secret
+        "schema": "PUBLIC",  # fakesnow's COPY wants a current schema even for qualified names
+        "extra": {
+            "account": "fakesnow",
+            "warehouse": "LOCAL_WH",
+            "database": database,
+            "role": "SYSADMIN",
+            "host": "127.0.0.1",
+            "port": port,
+            "insecure_mode": True,
+        },
+    }
+
+
+# --- the server side: COPY INTO over S3 ----------------------------------------------------------
+
+
+def extend_copy_into() -> None:
+    """Teach fakesnow's COPY INTO what the pipelines' SQL uses (see the module's docstring)."""
+    global _patched
+    if _patched:
+        return
+    import fakesnow.copy_into as ci
+    import fakesnow.cursor
+    import fakesnow.transforms
+    import snowflake.connector.errors
+    from sqlglot import exp
+
+    @dataclasses.dataclass
+    class ReadJSON(ci.FileTypeHandler):
+        strip_outer_array: bool = False
+
+        def read_expression(self, url: str):
+            fmt = "array" if self.strip_outer_array else "auto"
+            return exp.func("read_json_objects", exp.Literal.string(url), self.make_eq("format", fmt))
+
+    @dataclasses.dataclass
+    class Extra:
+        pattern: str | None = None
+        on_error: str = "ABORT_STATEMENT"
+        validation_mode: str | None = None
+        json: ReadJSON | None = None
+
+    def split_params(expr: exp.Copy) -> Extra:
+        """Take out of the statement what fakesnow's own parser refuses."""
+        extra, kept = Extra(), []
+        for param in expr.args.get("params", []):
+            name = param.this.name.upper()
+            value = param.expression.name if param.expression is not None else None
+            if name == "PATTERN":
+                extra.pattern = value
+            elif name == "ON_ERROR":
+                extra.on_error = value.upper()
+                if extra.on_error not in ("ABORT_STATEMENT", "SKIP_FILE"):
+                    raise NotImplementedError(f"ON_ERROR = {value}: only ABORT_STATEMENT and SKIP_FILE")
+            elif name == "VALIDATION_MODE":
+                extra.validation_mode = value.upper()
+                if extra.validation_mode != "RETURN_ERRORS":
+                    raise NotImplementedError(f"VALIDATION_MODE = {value}: only RETURN_ERRORS")
+            elif name == "FILE_FORMAT" and _format_type(param) == "JSON":
+                props = {e.this.name.upper(): e.args["value"].name.upper() for e in param.expressions}
+                extra.json = ReadJSON(strip_outer_array=props.get("STRIP_OUTER_ARRAY") == "TRUE")
+            else:
+                kept.append(param)
+        expr.set("params", kept)
+        return extra
+
+    def list_files(source: str, duck_conn, pattern: str | None) -> list[str]:
+        """Every file under the prefix, at any depth (fakesnow lists one level), PATTERN applied
+        to the path after the bucket as Snowflake applies it to the path after the stage."""
+        if "://" not in source or source.startswith("file:"):
+            urls = ci._source_glob(source, duck_conn)
+        else:
+            found = [r[0] for r in duck_conn.execute(f"SELECT file FROM glob('{source}**')").fetchall()]
+            urls = sorted(u for u in found if not any(o.startswith(u.rstrip("/") + "/") for o in found))
+        if pattern:
+            regex = re.compile(pattern)
+            urls = [u for u in urls if regex.fullmatch(u) or regex.fullmatch(urlparse(u).path.lstrip("/"))]
+        return urls
+
+    def rewrite_select(select: exp.Select, is_json: bool) -> exp.Select:
+        for param in list(select.find_all(exp.Parameter)):
+            if is_json:
+                param.replace(exp.column("json"))  # $1 (and $1:path) is the whole document
+            elif not isinstance(param.parent and param.parent.args.get("expression"), exp.JSONPath):
+                param.replace(exp.column(f"column{int(param.this.name) - 1}"))  # CSV: by position
+        for column in list(select.find_all(exp.Column)):
+            if column.name.upper() == "METADATA$FILENAME":
+                column.replace(exp.column("filename"))
+            elif column.name.upper() == "METADATA$START_SCAN_TIME":
+                column.replace(exp.func("current_timestamp"))
+        return select if is_json else ci._strip_json_extract(select)
+
+    def inserts(expr: exp.Copy, cparams, urls: list[str], is_json: bool) -> list:
+        target, from_ = expr.this, expr.args["files"][0]
+        if isinstance(from_, exp.Subquery):
+            columns = rewrite_select(from_.this, is_json).expressions
+            read = _with_filename(cparams.file_format.read_expression, exp)
+            return [
+                exp.Insert(
+                    this=target, expression=exp.Select(expressions=columns).from_(exp.Table(this=read(u)))
+                )
+                for u in urls
+            ]
+        made = ci._inserts(expr, cparams, urls, None)
+        if is_json:  # COPY INTO t (v) FROM @stage: the document is the `json` column
+            for insert in made:
+                for column in insert.expression.find_all(exp.Column):
+                    if column.name == "column0":
+                        column.replace(exp.column("json"))
+        return made
+
+    def copy_into(duck_conn, current_database, current_schema, expr: exp.Copy, params=None) -> str:
+        extra = split_params(expr)
+        cparams = ci._params(expr, params)
+        if extra.json:
+            cparams = dataclasses.replace(cparams, file_format=extra.json)
+        source = ci._from_source(expr)
+        if source.startswith("@"):
+            name, _, path = source[1:].partition("/")
+            source = ci.stage_url_from_var(name, duck_conn, current_database, current_schema)
+            source = source.rstrip("/") + "/" + path if path else source
+        if cparams.files:
+            urls = ci._source_urls(source, cparams.files)
+        else:
+            urls = list_files(source, duck_conn, extra.pattern)
+        if not urls:
+            sql = "SELECT 'Copy executed with 0 files processed.' AS status"
+            duck_conn.execute(sql)
+            return sql
+        table = ci._extract_table(expr.this)
+        schema = table.db or current_schema
+        is_json = extra.json is not None
+        statements = inserts(expr, cparams, urls, is_json)
+        if extra.validation_mode:
+            return _validate(duck_conn, statements, urls, exp)
+
+        rows, history = [], []
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        for statement, url in zip(statements, urls, strict=True):
+            loaded_before = duck_conn.execute(
+                "SELECT 1 FROM _fs_information_schema._fs_load_history WHERE file_name = ? AND table_name = ?",
+                [url, table.name],
+            ).fetchone()
+            if loaded_before and not cparams.force:
+                rows.append((url, "LOAD_SKIPPED", 0, 0, None, 1, "File was loaded before.", None))
+                continue
+            # Read the file on a connection of its own first: an error inside the statement's
+            # transaction would abort it (DuckDB has no savepoints), and SKIP_FILE goes on.
+            if message := _read_error(duck_conn, statement):
+                if extra.on_error != "SKIP_FILE":
+                    raise snowflake.connector.errors.ProgrammingError(
+                        msg=f"{message}\n  File '{url}'", errno=100069, sqlstate="22P02"
+                    )
+                rows.append((url, "LOAD_FAILED", 0, 0, 1, 1, message, _line(message)))
+                continue
+            (count,) = duck_conn.execute(statement.sql(dialect="duckdb"), params).fetchall()[0]
+            rows.append((url, "LOADED", count, count, 1, 0, None, None))
+            history.append((schema, url, table.name, now, "LOADED", count, count))
+        for record in history:
+            duck_conn.execute(
+                "INSERT INTO _fs_information_schema._fs_load_history VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, 0, 1)",
+                list(record),
+            )
+        values = ", ".join("(" + ", ".join(_literal(v) for v in (*row, None, None)) + ")" for row in rows)
+        sql = f"SELECT * FROM (VALUES {values}) AS t({COPY_COLUMNS})"
+        duck_conn.execute(sql)
+        return sql
+
+    create_stage = fakesnow.transforms.create_stage
+
+    def create_stage_if_not_exists(expression, current_database, current_schema):
+        """CREATE STAGE IF NOT EXISTS on an existing stage succeeds, as in Snowflake."""
+        transformed = create_stage(expression, current_database, current_schema)
+        if transformed is not expression and expression.args.get("exists"):
+            transformed.args.pop("create_stage_name", None)
+        return transformed
+
+    fakesnow.transforms.create_stage = create_stage_if_not_exists
+
+    merge = importlib.import_module("fakesnow.transforms.merge")  # `.merge` is also a function
+
+    def merge_counts(merge_expr):
+        """A MERGE that touches no row reports 0s (DuckDB's COUNT_IF over no rows is NULL)."""
+        counts = original_counts(merge_expr)
+        for alias in counts.expressions:
+            alias.set("this", exp.func("coalesce", alias.this, exp.Literal.number(0)))
+        return counts
+
+    original_counts = merge._counts
+    merge._counts = merge_counts
+    fakesnow.cursor.copy_into = copy_into
+    _patched = True
+
+
+def _format_type(param) -> str | None:
+    for e in param.expressions:
+        if e.this.name.upper() == "TYPE":
+            return e.args["value"].name.upper()
+    return None
+
+
+def _with_filename(read, exp):
+    """read_csv/read_json_objects/read_parquet(url, ...) with filename = true, for METADATA$FILENAME."""
+
+    def wrapped(url: str):
+        call = read(url)
+        call.append(
+            "expressions", exp.EQ(this=exp.Literal(this="filename", is_string=False), expression=exp.true())
+        )
+        return call
+
+    return wrapped
+
+
+def _read_error(duck_conn, statement) -> str | None:
+    """The first line of the error reading a COPY's file raises, or None when it reads."""
+    import duckdb
+
+    probe = duck_conn.cursor()
+    try:
+        probe.execute(f"SELECT count(*) FROM ({statement.expression.sql(dialect='duckdb')})").fetchall()
+    except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException) as exc:
+        return str(exc).splitlines()[0]
+    finally:
+        probe.close()
+    return None
+
+
+def _validate(duck_conn, statements, urls, exp) -> str:
+    """VALIDATION_MODE = RETURN_ERRORS: read every file, load nothing, one row per failing file."""
+    errors = []
+    for statement, url in zip(statements, urls, strict=True):
+        if message := _read_error(duck_conn, statement):
+            errors.append((message, url, _line(message), None, None, "parsing", "100069"))
+    if not errors:
+        sql = f"SELECT * FROM (VALUES (NULL, NULL, NULL, NULL, NULL, NULL, NULL)) AS t({VALIDATION_COLUMNS}) WHERE false"
+    else:
+        values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in errors)
+        sql = f"SELECT * FROM (VALUES {values}) AS t({VALIDATION_COLUMNS})"
+    duck_conn.execute(sql)
+    return sql
+
+
+def _line(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def register_s3(duck_conn, endpoint_url: str, key: str, secret: str, region: str) -> None:
+    """Let DuckDB read s3:// through s3fs at the moto endpoint."""
+    import s3fs
+
+    # No caches: a file put after a listing must be seen, whole, by the next COPY.
+    filesystem = s3fs.S3FileSystem(
+        key=key,
+        secret=secret,
+        endpoint_url=endpoint_url,
+        client_kwargs={"region_name": region},
+        use_listings_cache=False,
+        skip_instance_cache=True,
+        default_cache_type="none",
+    )
+    for name in duck_conn.list_filesystems():
+        if name in filesystem.protocol or name == "s3":
+            duck_conn.unregister_filesystem(name)
+    duck_conn.register_filesystem(filesystem)
+
+
+def reset(s3_endpoint: str, key: str, secret: str, region: str) -> None:
+    """Give the server (in this process) a new, empty database reading S3 at `s3_endpoint`."""
+    import fakesnow.server
+    from fakesnow.instance import FakeSnow
+
+    fakesnow.server.shared_fs = FakeSnow()
+    register_s3(fakesnow.server.shared_fs.duck_conn, s3_endpoint, key, secret, region)
+
+
+def serve_in_thread(port: int):
+    """Start the server in a thread of this process (tests); returns a function that stops it."""
+    import threading
+    import time
+
+    import fakesnow.server
+    import uvicorn
+
+    extend_copy_into()
+    server = uvicorn.Server(
+        uvicorn.Config(fakesnow.server.app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="fake snowflake", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake Snowflake server did not start")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return stop
+
+
+def serve(port: int, s3_endpoint: str, key: str, secret: str, region: str) -> None:
+    """Run the fake Snowflake server in the foreground (until killed)."""
+    import fakesnow.server
+    import uvicorn
+
+    extend_copy_into()
+    register_s3(fakesnow.server.shared_fs.duck_conn, s3_endpoint, key, secret, region)
+    uvicorn.run(fakesnow.server.app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conveyor_local.fake_snowflake", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--s3-endpoint", required=True)
+    parser.add_argument("--aws-key", default="conveyor-local")
+    parser.add_argument("--region", default="eu-west-2")
+    args = parser.parse_args(argv)
+    serve(args.port, args.s3_endpoint, args.aws_key, args.aws_key, args.region)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

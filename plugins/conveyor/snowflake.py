@@ -1,0 +1,193 @@
+"""Snowflake: the settings, the SQL in include/sql/snowflake/, and what a COPY INTO reports.
+
+SQL lives in `.sql` files; Jinja fills in names only (the database, bucket names, the storage
+integration, a merge's source). Statements run through the provider's SnowflakeHook on the
+`snowflake_default` connection.
+
+Settings: the Airflow Variable `conveyor_snowflake` (JSON, every key optional):
+
+    {"database": "CONVEYOR", "storage_integration": "CONVEYOR_S3",
+     "storage_role_arn": "arn:aws:iam::...:role/<prefix>-snowflake-storage-integration",
+     "loader_role": "CONVEYOR_LOADER", "task_warehouse": "CONVEYOR_WH", "task_schedule": "5 MINUTE",
+     "topics": {"curated": "arn:aws:sns:...:<prefix>-curated-events", "stage": "arn:...:<prefix>-stage-events"}}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.config import ConfigError
+from conveyor.paths import include_dir
+from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, Names
+
+SNOWFLAKE_VARIABLE = "conveyor_snowflake"
+# What snowflake_setup applies, in order. The Snowpipe objects (file formats, pipes, streams,
+# tasks) only when asked: they load and merge without Airflow.
+SETUP_FILES = (
+    "setup/010_database.sql",
+    "setup/030_stages.sql",
+    "setup/040_events_tables.sql",
+    "setup/050_retail_tables.sql",
+)
+INTEGRATION_FILE = "setup/020_storage_integration.sql"
+SNOWPIPE_FILES = (
+    "snowpipe/110_file_formats.sql",
+    "snowpipe/120_pipes.sql",
+    "snowpipe/130_streams.sql",
+    "snowpipe/140_tasks.sql",
+)
+
+
+@dataclass(frozen=True)
+class SnowflakeSettings:
+    database: str = "CONVEYOR"
+    storage_integration: str = ""  # empty: stages without one (the local fake needs none)
+    storage_role_arn: str = ""
+    loader_role: str = "SYSADMIN"
+    task_warehouse: str = "COMPUTE_WH"
+    task_schedule: str = "5 MINUTE"
+    topics: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str | None, origin: str = f"Variable {SNOWFLAKE_VARIABLE}") -> SnowflakeSettings:
+        if not text:
+            return cls()
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{origin} is not valid JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin} must be a JSON object, got {type(values).__name__}")
+        known = set(cls.__dataclass_fields__)
+        if unknown := sorted(set(values) - known):
+            raise ConfigError(f"{origin}: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def names(self, resource_names: Names, **extra) -> dict:
+        """What the SQL templates may use."""
+        return {
+            "db": self.database,
+            "buckets": {kind: resource_names.bucket(kind) for kind in BUCKETS},
+            "storage_integration": self.storage_integration,
+            "storage_role_arn": self.storage_role_arn,
+            "loader_role": self.loader_role,
+            "task_warehouse": self.task_warehouse,
+            "task_schedule": self.task_schedule,
+            "topics": self.topics,
+            **extra,
+        }
+
+
+def settings_from_variable() -> SnowflakeSettings:
+    """The `conveyor_snowflake` Variable's settings (call inside a task)."""
+    from airflow.sdk import Variable
+
+    return SnowflakeSettings.from_json(Variable.get(SNOWFLAKE_VARIABLE, default=None))
+
+
+def sql_dir() -> Path:
+    return include_dir() / "sql" / "snowflake"
+
+
+def render(name: str, names: dict) -> str:
+    """A `.sql` file of include/sql/snowflake with its names filled in (a missing name fails)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(sql_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    return env.get_template(name).render(**names)
+
+
+def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:
+    files = list(SETUP_FILES)
+    if integration:
+        files.insert(1, INTEGRATION_FILE)
+    if snowpipe:
+        files += SNOWPIPE_FILES
+    return files
+
+
+def hook():
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    return SnowflakeHook(snowflake_conn_id=SNOWFLAKE_CONN_ID)
+
+
+def run_script(snowflake_hook, sql: str) -> list[list[dict]]:
+    """Run every statement of `sql` in order; the rows each returned, as dicts."""
+    from airflow.providers.common.sql.hooks.handlers import fetch_all_handler
+
+    results = snowflake_hook.run(sql, handler=fetch_all_handler, return_last=False, return_dictionaries=True)
+    return [list(rows or []) for rows in (results or [])]
+
+
+def merge_counts(rows: list[dict]) -> dict:
+    """A MERGE's result row ({"number of rows inserted": n, "number of rows updated": m}) as
+    {"inserted": n, "updated": m}."""
+    row = rows[0] if rows else {}
+    return {k.lower().removeprefix("number of rows "): int(v or 0) for k, v in row.items()}
+
+
+# --- COPY INTO's report -------------------------------------------------------------------------
+
+
+@dataclass
+class CopyReport:
+    """What COPY INTO statements said, file by file."""
+
+    loaded: list[dict] = field(default_factory=list)  # {file, rows}
+    skipped: int = 0  # loaded before (load metadata)
+    failed: list[dict] = field(default_factory=list)  # {file, error}
+
+    @classmethod
+    def from_results(cls, results: list[list[dict]]) -> CopyReport:
+        report = cls()
+        for rows in results:
+            for row in rows:
+                row = {k.lower(): v for k, v in row.items()}
+                status = str(row.get("status", "")).upper()
+                if "file" not in row:  # "Copy executed with 0 files processed."
+                    continue
+                if status in ("LOADED", "PARTIALLY_LOADED"):
+                    report.loaded.append({"file": row["file"], "rows": int(row.get("rows_loaded") or 0)})
+                elif status == "LOAD_SKIPPED":
+                    report.skipped += 1
+                else:
+                    report.failed.append(
+                        {"file": row["file"], "error": str(row.get("first_error") or status)}
+                    )
+        return report
+
+    @property
+    def rows(self) -> int:
+        return sum(f["rows"] for f in self.loaded)
+
+    def to_dict(self) -> dict:
+        return {"loaded": self.loaded, "rows": self.rows, "skipped": self.skipped, "failed": self.failed}
+
+    def failure_message(self, what: str) -> str | None:
+        """A message naming every file that did not load, or None when all did."""
+        if not self.failed:
+            return None
+        shown = "; ".join(f"{f['file']}: {f['error']}" for f in self.failed[:10])
+        more = f" (and {len(self.failed) - 10} more)" if len(self.failed) > 10 else ""
+        return (
+            f"{len(self.failed)} {what} file(s) not loaded (ON_ERROR = SKIP_FILE; the rest loaded "
+            f"and merged; fix or remove each file, then rerun): {shown}{more}"
+        )
+
+
+def validation_errors(results: list[list[dict]]) -> list[dict]:
+    """VALIDATION_MODE = RETURN_ERRORS rows, as {file, line, error}."""
+    errors = []
+    for rows in results:
+        for row in rows:
+            row = {k.lower(): v for k, v in row.items()}
+            errors.append({"file": row.get("file"), "line": row.get("line"), "error": row.get("error")})
+    return errors
