@@ -1,0 +1,214 @@
+"""Every Snowflake `.sql` file renders (a missing name fails) and parses with sqlglot's Snowflake
+dialect; what fakesnow cannot run (pipes, streams, tasks, the storage integration, named file
+formats) is checked here by parsing and by the objects it names, since no test can run it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from conveyor import snowflake
+from conveyor.config import ConfigError
+from conveyor.resources import Names
+
+SQL_DIR = snowflake.sql_dir()
+FILES = sorted(str(p.relative_to(SQL_DIR)) for p in SQL_DIR.rglob("*.sql"))
+SETTINGS = snowflake.SnowflakeSettings(
+    database="ANALYTICS",
+    storage_integration="CONVEYOR_S3",
+    storage_role_arn="arn:aws:iam::123456789012:role/conveyor-dev-snowflake-storage-integration",
+    loader_role="CONVEYOR_LOADER",
+    task_warehouse="CONVEYOR_WH",
+    topics={
+        "curated": "arn:aws:sns:eu-west-2:123456789012:conveyor-dev-curated-events",
+        "stage": "arn:aws:sns:eu-west-2:123456789012:conveyor-dev-stage-events",
+    },
+)
+NAMES = SETTINGS.names(Names("conveyor-dev"), source="ANALYTICS.EVENTS.RAW_EVENTS_PENDING")
+
+
+def statements(name: str) -> list[exp.Expr]:
+    return [e for e in sqlglot.parse(snowflake.render(name, NAMES), read="snowflake") if e is not None]
+
+
+def created(kind: str) -> set[str]:
+    """Fully qualified names of the objects of `kind` (TABLE, VIEW, STAGE) the setup creates."""
+    names = set()
+    for name in snowflake.setup_files(integration=True):
+        for statement in statements(name):
+            if isinstance(statement, exp.Create) and statement.kind == kind:
+                names.add(table_name(statement.this))
+    return names
+
+
+def command_text(statement: exp.Expr) -> str:
+    """The text of a statement sqlglot keeps as an opaque Command, whitespace collapsed."""
+    assert isinstance(statement, exp.Command), statement
+    rest = statement.expression
+    rest = rest.sql() if isinstance(rest, exp.Expr) else rest
+    return re.sub(r"\s+", " ", f"{statement.this} {rest}").strip()
+
+
+def table_name(statement: exp.Expr) -> str:
+    """The first table a statement names, qualified, without its alias."""
+    table = statement.find(exp.Table)
+    return ".".join(
+        part.name for part in (table.args.get("catalog"), table.args.get("db"), table.this) if part
+    ).upper()
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_file_renders_and_parses(name):
+    parsed = statements(name)
+    assert parsed, f"{name}: no statements"
+    text = snowflake.render(name, NAMES)
+    assert "{{" not in text and "{%" not in text
+    if name.startswith(("setup/", "events/", "retail/")):
+        # What the fake runs, sqlglot understands fully (no fallback to an opaque Command).
+        assert not [s for s in parsed if isinstance(s, exp.Command)], name
+
+
+def test_a_missing_name_fails_instead_of_rendering_empty():
+    with pytest.raises(Exception, match="source"):
+        snowflake.render("events/merge_orders.sql", SETTINGS.names(Names()))
+
+
+def test_every_setup_object_is_rerunnable_and_qualified():
+    for name in snowflake.setup_files(integration=True, snowpipe=False):
+        for statement in statements(name):
+            if isinstance(statement, exp.Create):
+                assert statement.args.get("exists") or statement.args.get("replace"), statement.sql()[:80]
+                if statement.kind in ("TABLE", "VIEW", "STAGE"):
+                    assert statement.this.find(exp.Table).catalog == "ANALYTICS", statement.sql()[:80]
+
+
+def test_stages_point_at_the_buckets_through_the_integration():
+    text = snowflake.render("setup/030_stages.sql", NAMES)
+    for bucket in ("conveyor-dev-curated", "conveyor-dev-stage", "conveyor-dev-processed"):
+        assert f"URL = 's3://{bucket}/" in text
+    assert text.count("STORAGE_INTEGRATION = CONVEYOR_S3") == 3
+    local = snowflake.render("setup/030_stages.sql", snowflake.SnowflakeSettings().names(Names()))
+    assert "STORAGE_INTEGRATION" not in local  # the local fake reads S3 without one
+    integration = snowflake.render("setup/020_storage_integration.sql", NAMES)
+    assert SETTINGS.storage_role_arn in integration
+    assert "'s3://conveyor-dev-curated/'" in integration
+
+
+def test_loads_copy_into_tables_the_setup_creates_from_its_stages():
+    tables, stages = created("TABLE"), created("STAGE")
+    for name in (
+        "events/copy_raw_events.sql",
+        "events/validate_raw_events.sql",
+        "retail/copy_stage_files.sql",
+    ):
+        for copy in statements(name):
+            assert isinstance(copy, exp.Copy)
+            assert table_name(copy.this) in tables
+            stage = re.search(r"@([\w.]+)", copy.sql(dialect="snowflake")).group(1).upper()
+            assert stage in stages, stage
+
+
+def test_merges_write_tables_the_setup_creates():
+    tables, views = created("TABLE"), created("VIEW")
+    assert "ANALYTICS.EVENTS.RAW_EVENTS_PENDING" in views
+    for name in ("events/merge_orders.sql", "retail/merge_users.sql", "retail/merge_transactions.sql"):
+        for merge in statements(name):
+            assert isinstance(merge, exp.Merge)
+            assert table_name(merge.this) in tables
+
+
+# --- what fakesnow cannot run: checked by parse and by what it names ------------------------------
+
+
+def test_pipes_load_the_same_tables_from_the_same_stages_on_terraforms_topics():
+    tables, stages = created("TABLE"), created("STAGE")
+    formats = {table_name(s.this) for s in statements("snowpipe/110_file_formats.sql")}
+    pipes = statements("snowpipe/120_pipes.sql")
+    assert len(pipes) == 5
+    for pipe in pipes:
+        text = command_text(pipe)
+        assert re.match(r"CREATE PIPE IF NOT EXISTS ANALYTICS\.\w+\.\w+_PIPE AUTO_INGEST = TRUE", text)
+        topic = re.search(r"AWS_SNS_TOPIC = '([^']+)'", text).group(1)
+        assert topic in SETTINGS.topics.values()
+        copy = sqlglot.parse_one(text.split(" AS ", 1)[1].strip(), read="snowflake")
+        assert isinstance(copy, exp.Copy)
+        assert table_name(copy.this) in tables
+        assert re.search(r"@([\w.]+)", copy.sql(dialect="snowflake")).group(1).upper() in stages
+        assert re.search(r"FORMAT_NAME = '([\w.]+)'", text).group(1) in formats
+
+
+def test_streams_watch_raw_tables_and_tasks_merge_them_with_the_airflow_merge():
+    tables = created("TABLE")
+    streams = {}
+    for stream in statements("snowpipe/130_streams.sql"):
+        match = re.match(
+            r"CREATE STREAM IF NOT EXISTS ([\w.]+) ON TABLE ([\w.]+) APPEND_ONLY = TRUE", command_text(stream)
+        )
+        assert match, command_text(stream)
+        assert match.group(2) in tables
+        streams[match.group(1)] = match.group(2)
+    assert set(streams.values()) == {
+        "ANALYTICS.EVENTS.RAW_EVENTS",
+        "ANALYTICS.RETAIL.USERS_RAW",
+        "ANALYTICS.RETAIL.TRANSACTIONS_RAW",
+    }
+
+    tasks = snowflake.render("snowpipe/140_tasks.sql", NAMES)
+    for merge_file, stream in (
+        ("events/merge_orders.sql", "ANALYTICS.EVENTS.RAW_EVENTS_STREAM"),
+        ("retail/merge_users.sql", "ANALYTICS.RETAIL.USERS_RAW_STREAM"),
+        ("retail/merge_transactions.sql", "ANALYTICS.RETAIL.TRANSACTIONS_RAW_STREAM"),
+    ):
+        assert f"SYSTEM$STREAM_HAS_DATA('{stream}')" in tasks
+        body = snowflake.render(merge_file, {**NAMES, "source": stream})
+        merges = [m.sql(dialect="snowflake", comments=False) for m in sqlglot.parse(body, read="snowflake") if m]
+        for merge in merges:  # the task runs exactly the Airflow MERGE, reading the stream
+            assert merge in _task_merges(tasks), merge[:120]
+    parsed = statements("snowpipe/140_tasks.sql")
+    assert [command_text(s).split()[0:2] for s in parsed] == [["CREATE", "TASK"]] * 3 + [
+        ["ALTER", "TASK"]
+    ] * 3
+
+
+def _task_merges(tasks_sql: str) -> set[str]:
+    """Every MERGE statement inside the tasks' bodies (including the EXECUTE IMMEDIATE block)."""
+    found = set()
+    for chunk in re.split(r"(?=MERGE INTO)", tasks_sql)[1:]:
+        text = chunk.split(";")[0]
+        found.add(sqlglot.parse_one(text, read="snowflake").sql(dialect="snowflake", comments=False))
+    return found
+
+
+def test_settings_reject_unknown_keys_and_bad_json():
+    assert snowflake.SnowflakeSettings.from_json(None).database == "CONVEYOR"
+    assert snowflake.SnowflakeSettings.from_json('{"database": "X"}').database == "X"
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['databse'\]"):
+        snowflake.SnowflakeSettings.from_json('{"databse": "X"}')
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        snowflake.SnowflakeSettings.from_json("{database: X}")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        snowflake.SnowflakeSettings.from_json('["X"]')
+
+
+def test_copy_report_sorts_files_and_names_the_failures():
+    results = [
+        [
+            {"file": "s3://b/events/a.json", "status": "LOADED", "rows_loaded": 3},
+            {"file": "s3://b/events/b.json", "status": "LOAD_SKIPPED", "rows_loaded": 0},
+            {"file": "s3://b/events/c.json", "status": "LOAD_FAILED", "first_error": "Malformed JSON"},
+        ],
+        [{"status": "Copy executed with 0 files processed."}],
+    ]
+    report = snowflake.CopyReport.from_results(results)
+    assert (report.rows, report.skipped, len(report.loaded)) == (3, 1, 1)
+    message = report.failure_message("curated")
+    assert message.startswith("1 curated file(s) not loaded") and "c.json: Malformed JSON" in message
+    assert snowflake.CopyReport.from_results(results[:1][:0]).failure_message("x") is None
+    assert snowflake.merge_counts([{"number of rows inserted": 2, "number of rows updated": None}]) == {
+        "inserted": 2,
+        "updated": 0,
+    }
