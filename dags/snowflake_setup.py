@@ -54,7 +54,7 @@ def snowflake_setup():
         if params["storage_integration"] and not (settings.storage_integration and settings.storage_role_arn):
             raise ValueError(
                 f"storage_integration needs storage_integration and storage_role_arn in the Variable "
-                f"{snowflake.SNOWFLAKE_VARIABLE} (the role is Terraform's snowflake_storage_role_arn output)"
+                f"{snowflake.SNOWFLAKE_VARIABLE} (Terraform writes both into it; the role is its output snowflake_storage_integration_role_arn)"
             )
         if params["snowpipe"] and not {"curated", "stage"} <= set(settings.topics):
             raise ValueError(

@@ -73,6 +73,14 @@ module "secrets" {
   plain_variables = {
     conveyor_resource_prefix         = local.name_prefix
     conveyor_notifications_topic_arn = module.events.topic_arns["notifications"]
+    # snowflake_setup and the Snowflake loads: names, the integration's role, Snowpipe's topics.
+    conveyor_snowflake = jsonencode(merge(var.snowflake_settings, {
+      storage_role_arn = module.snowflake_integration.role_arn
+      topics = {
+        curated = module.events.topic_arns["curated-events"]
+        stage   = module.events.topic_arns["stage-events"]
+      }
+    }))
   }
 }
 

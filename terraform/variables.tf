@@ -170,6 +170,22 @@ variable "snowflake_external_id" {
   default     = ""
 }
 
+variable "snowflake_settings" {
+  description = <<-EOT
+    The Snowflake names the DAGs use (Variable conveyor_snowflake, with the role and topic ARNs
+    this configuration creates added): database, storage_integration, loader_role,
+    task_warehouse, task_schedule.
+  EOT
+  type = object({
+    database            = optional(string, "CONVEYOR")
+    storage_integration = optional(string, "CONVEYOR_S3")
+    loader_role         = optional(string, "SYSADMIN")
+    task_warehouse      = optional(string, "COMPUTE_WH")
+    task_schedule       = optional(string, "5 MINUTE")
+  })
+  default = {}
+}
+
 # --- Secrets -------------------------------------------------------------------------------
 
 variable "secret_recovery_window_days" {

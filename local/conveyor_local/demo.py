@@ -95,8 +95,29 @@ def s3_event_copy(info: dict) -> None:
     s3, sqs = _clients(info)
     raw, curated = info["buckets"]["raw"], info["buckets"]["curated"]
     drops = {
-        "events/orders/order 1001.json": b'{"order_id": 1001, "total": "19.99"}',
-        "events/orders/ünïcode/order 1002.json": b'{"order_id": 1002, "total": "5.00"}',
+        "events/orders/order 1001.json": json.dumps(
+            {
+                "order_id": 1001,
+                "customer": {"id": "c-17", "country": "GB"},
+                "currency": "GBP",
+                "total": "19.98",
+                "ordered_at": "2024-03-05T09:30:00+00:00",
+                "items": [
+                    {"sku": "BK-12", "qty": 1, "price": "12.00"},
+                    {"sku": "PN-3", "qty": 2, "price": "3.99"},
+                ],
+            }
+        ).encode(),
+        "events/orders/ünïcode/order 1002.json": json.dumps(
+            {
+                "order_id": 1002,
+                "customer": {"id": "c-4", "country": "FR"},
+                "currency": "EUR",
+                "total": "5.00",
+                "ordered_at": "2024-03-05T11:02:00+00:00",
+                "items": [{"sku": "CF-1", "qty": 1, "price": "5.00"}],
+            }
+        ).encode(),
     }
     for key, body in drops.items():
         s3.put_object(Bucket=raw, Key=key, Body=body, ContentType="application/json")
@@ -119,6 +140,41 @@ def s3_event_copy(info: dict) -> None:
         print(f"    {key}  ({'byte-identical' if same else 'DIFFERENT from raw'})")
     print(f"  messages left on the raw-events queue: {waiting}")
 
+    seconds = run_dag("curated_to_snowflake", DEFAULT_DATE)
+    print(
+        f"• ran curated_to_snowflake in {seconds:.1f}s: COPY INTO EVENTS.RAW_EVENTS (VARIANT), MERGE flattening"
+    )
+    rows = snowflake_query(
+        info,
+        "SELECT o.order_id, o.customer_id, o.country, o.currency, o.total, o.item_count, count(i.sku) "
+        "FROM CONVEYOR.EVENTS.ORDERS o LEFT JOIN CONVEYOR.EVENTS.ORDER_ITEMS i USING (order_id) "
+        "GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1",
+    )
+    [(raw_rows,)] = snowflake_query(info, "SELECT count(*) FROM CONVEYOR.EVENTS.RAW_EVENTS")
+    print(
+        f"  Snowflake (fake): {raw_rows} raw JSON rows; typed EVENTS.ORDERS (with EVENTS.ORDER_ITEMS lines):"
+    )
+    for order_id, customer, country, currency, total, items, lines in rows:
+        print(
+            f"    order {order_id}  {customer:<5} {country} {currency} {total:>7}  {items} item(s), {lines} line row(s)"
+        )
+    if len(rows) != len(drops):
+        raise SystemExit(f"expected {len(drops)} orders in Snowflake, found {len(rows)}")
+
+
+def snowflake_query(info: dict, sql: str) -> list[tuple]:
+    """Rows from the local fake Snowflake (as snowflake_default reaches it)."""
+    import snowflake.connector
+
+    from conveyor_local import fake_snowflake
+
+    fake_snowflake.route_http(snowflake.connector)
+    conn = fake_snowflake.connection(info["snowflake"]["port"])
+    with snowflake.connector.connect(
+        user=conn["login"], password=conn["password"], schema=conn["schema"], **conn["extra"]
+    ) as connection:
+        return connection.cursor().execute(sql).fetchall()
+
 
 def retail(info: dict, logical_date: str) -> None:
     s3, _ = _clients(info)
@@ -135,6 +191,19 @@ def retail(info: dict, logical_date: str) -> None:
         print(
             f"  s3://{info['buckets'][kind]}/: {len(keys)} file(s)" + "".join(f"\n    {k}" for k in keys[-4:])
         )
+    seconds = run_dag("stage_to_snowflake", logical_date)
+    print(
+        f"• ran stage_to_snowflake in {seconds:.1f}s: COPY INTO RETAIL.*_RAW, the tasks' MERGE into the targets"
+    )
+    for table in ("USERS_RAW", "USERS", "TRANSACTIONS_RAW", "TRANSACTIONS"):
+        [(count,)] = snowflake_query(info, f"SELECT count(*) FROM CONVEYOR.RETAIL.{table}")
+        print(f"  Snowflake (fake) RETAIL.{table:<17} {count:>5} rows")
+    top = snowflake_query(
+        info,
+        "SELECT u.country, t.currency, count(*), sum(t.quantity * t.unit_price) FROM CONVEYOR.RETAIL.TRANSACTIONS t "
+        "JOIN CONVEYOR.RETAIL.USERS u USING (user_id) GROUP BY 1, 2 ORDER BY 4 DESC LIMIT 3",
+    )
+    print("  top countries by sales: " + ", ".join(f"{c} {n} sales {cur} {v:,.2f}" for c, cur, n, v in top))
 
 
 UNITS_BY_COUNTRY_AND_MONTH = """
@@ -257,9 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Conveyor demo on the local stack ({info['endpoint_url']}, Airflow home {info['airflow_home']})\n")
     print("1. nightly_file_ingestion: source bucket -> raw bucket, dated keys, SNS summary")
     nightly_file_ingestion(info, args.date)
-    print("\n2. s3_event_copy: raw bucket events -> SNS -> SQS -> copy raw -> curated")
+    print(
+        "\n2. s3_event_copy: raw bucket events -> SNS -> SQS -> copy raw -> curated -> Snowflake (flattened)"
+    )
     s3_event_copy(info)
-    print("\n3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive")
+    print("\n3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive -> Snowflake")
     retail(info, args.date)
     print(
         "\n4. totesys_etl: ToteSys Postgres -> changed rows (Parquet, ingestion bucket) -> warehouse star schema"

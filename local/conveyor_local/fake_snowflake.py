@@ -13,7 +13,8 @@ sub-paths, `CREATE STAGE IF NOT EXISTS` on an existing stage, a MERGE that chang
 reporting zeros, a recursive listing of a prefix as Snowflake does, `PATTERN`, `FILE_FORMAT = (TYPE =
 JSON)`, `$1`/`$n`/`METADATA$FILENAME` in a COPY transformation, `ON_ERROR = SKIP_FILE` (a bad file
 is reported `LOAD_FAILED` and the others load) and `VALIDATION_MODE = RETURN_ERRORS` (nothing
-loads; one row per error). Streams, tasks, pipes, storage integrations and named file formats stay
+loads; one row per error). Its COPY keeps fakesnow's `MATCH_BY_COLUMN_NAME` for Parquet (columns
+by name, not position). Streams, tasks, pipes, storage integrations and named file formats stay
 unsupported: fakesnow refuses them, and the tests check that SQL by parsing it.
 """
 
@@ -23,7 +24,10 @@ import argparse
 import dataclasses
 import datetime
 import importlib
+import importlib.abc
+import importlib.util
 import re
+import sys
 from urllib.parse import urlparse
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -40,16 +44,17 @@ _patched = False
 # --- the client side: the hook reaches the server over plain HTTP -------------------------------
 
 
-def route_http() -> None:
+def route_http(connector=None) -> None:
     """Make `snowflake.connector.connect` use http for a loopback host (the fake server).
 
     The provider's SnowflakeHook passes a connection's `extra.host`/`extra.port` through but has no
     `protocol` option, and the connector defaults to https. Only loopback hosts are affected, so a
     real account is reached exactly as before. Local-only: the local stack's
-    airflow_local_settings.py and the tests call it."""
-    import snowflake.connector
+    airflow_local_settings.py (through `route_http_when_imported`) and the tests call it."""
+    if connector is None:
+        import snowflake.connector as connector
 
-    connect = snowflake.connector.connect
+    connect = connector.connect
     if getattr(connect, "_conveyor_http", False):
         return
 
@@ -60,7 +65,35 @@ def route_http() -> None:
         return connect(*args, **kwargs)
 
     connect_http._conveyor_http = True
-    snowflake.connector.connect = connect_http
+    connector.connect = connect_http
+
+
+class _RouteWhenImported(importlib.abc.MetaPathFinder):
+    """Applies `route_http` the moment a process imports snowflake.connector (2 s to import:
+    most Airflow processes never do)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "snowflake.connector":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_route(module):
+            exec_module(module)
+            route_http(module)
+
+        spec.loader.exec_module = exec_and_route
+        return spec
+
+
+def route_http_when_imported() -> None:
+    if "snowflake.connector" in sys.modules:
+        route_http(sys.modules["snowflake.connector"])
+    elif not any(isinstance(f, _RouteWhenImported) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RouteWhenImported())
 
 
 def connection(port: int, database: str = "CONVEYOR") -> dict:
@@ -161,7 +194,7 @@ def extend_copy_into() -> None:
                 column.replace(exp.func("current_timestamp"))
         return select if is_json else ci._strip_json_extract(select)
 
-    def inserts(expr: exp.Copy, cparams, urls: list[str], is_json: bool) -> list:
+    def inserts(expr: exp.Copy, cparams, urls: list[str], is_json: bool, parquet_info=None) -> list:
         target, from_ = expr.this, expr.args["files"][0]
         if isinstance(from_, exp.Subquery):
             columns = rewrite_select(from_.this, is_json).expressions
@@ -172,7 +205,7 @@ def extend_copy_into() -> None:
                 )
                 for u in urls
             ]
-        made = ci._inserts(expr, cparams, urls, None)
+        made = ci._inserts(expr, cparams, urls, parquet_info)
         if is_json:  # COPY INTO t (v) FROM @stage: the document is the `json` column
             for insert in made:
                 for column in insert.expression.find_all(exp.Column):
@@ -201,7 +234,14 @@ def extend_copy_into() -> None:
         table = ci._extract_table(expr.this)
         schema = table.db or current_schema
         is_json = extra.json is not None
-        statements = inserts(expr, cparams, urls, is_json)
+        parquet_info = None
+        if isinstance(cparams.file_format, ci.ReadParquet) and cparams.match_by_column_name.value != "NONE":
+            # MATCH_BY_COLUMN_NAME: fakesnow's own matching (its copy_into does this before _inserts)
+            parquet_info = ci.ParquetLoadInfo(
+                {url: ci._get_parquet_column_names(url, duck_conn) for url in urls},
+                target_columns=ci._get_table_columns(table, duck_conn, current_database, schema),
+            )
+        statements = inserts(expr, cparams, urls, is_json, parquet_info)
         if extra.validation_mode:
             return _validate(duck_conn, statements, urls, exp)
 

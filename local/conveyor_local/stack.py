@@ -1,4 +1,5 @@
-"""The no-Docker local stack: a moto server and an embedded Postgres on loopback, plus Airflow.
+"""The no-Docker local stack: a moto server, an embedded Postgres and a fake Snowflake (fakesnow's
+server, reading S3 from moto) on loopback, plus Airflow.
 
 State lives in `.local/` (override with CONVEYOR_LOCAL_DIR): `stack.json` records what this
 project started (pids, ports, data dirs) so `stop` stops exactly that and `start` again is
@@ -8,7 +9,8 @@ the scheduler runs), the LocalExecutor sized to the machine, the dags/plugins fo
 connections as AIRFLOW_CONN_* variables.
 
 What survives `stop` and `start`: Postgres's data (ToteSys, the warehouse, Airflow's runs) and the
-ports. moto keeps nothing: `start` provisions its resources again and reseeds the sample files.
+ports. moto and the fake Snowflake keep nothing: `start` provisions the AWS resources and the
+Snowflake objects (what `snowflake_setup` creates) again and reseeds the sample files.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ def _wait_http(url: str, timeout: float, what: str, log: Path, proc: subprocess.
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return  # it answers (the fake Snowflake has no page at /)
         except OSError:
             time.sleep(0.25)
     raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f}s; see {log}")
@@ -125,6 +129,59 @@ def _start_moto(state: dict) -> None:
         )
     state["moto"] = {"pid": proc.pid, "port": port, "log": str(log)}
     _wait_http(f"http://127.0.0.1:{port}/moto-api/", 30, "moto server", log)
+
+
+# --- the fake Snowflake -------------------------------------------------------------------------
+
+
+def _start_snowflake(state: dict) -> None:
+    snow = state.get("snowflake", {})
+    if _alive(snow.get("pid")):
+        return
+    port = snow.get("port")
+    if port and not _port_free(port):
+        port = None
+    port = port or free_port()
+    log = local_dir() / "snowflake.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor_local.fake_snowflake",
+                "--port",
+                str(port),
+                "--s3-endpoint",
+                moto_endpoint(state),
+                "--aws-key",
+                ACCESS_KEY,
+                "--region",
+                resources.DEFAULT_REGION,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    state["snowflake"] = {"pid": proc.pid, "port": port, "log": str(log)}
+    _wait_http(f"http://127.0.0.1:{port}/", 60, "fake Snowflake", log, proc)
+
+
+def _provision_snowflake(state: dict) -> None:
+    """What `snowflake_setup` creates (its default Params), on the fake: the same files, in order."""
+    import snowflake.connector
+
+    from conveyor import snowflake as sql
+    from conveyor_local import fake_snowflake
+
+    fake_snowflake.route_http(snowflake.connector)
+    conn = fake_snowflake.connection(state["snowflake"]["port"])
+    names = sql.SnowflakeSettings().names(resources.Names())
+    with snowflake.connector.connect(
+        user=conn["login"], password=conn["password"], schema=conn["schema"], **conn["extra"]
+    ) as connection:
+        for name in sql.setup_files():
+            for cursor in connection.execute_string(sql.render(name, names)):
+                cursor.fetchall()
 
 
 # --- Postgres ---------------------------------------------------------------------------------
@@ -265,6 +322,10 @@ def environment(state: dict) -> dict[str, str]:
         (resources.WAREHOUSE_CONN_ID, "warehouse"),
     ):
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(_postgres_connection(state, database))
+    if port := state.get("snowflake", {}).get("port"):
+        from conveyor_local.fake_snowflake import connection
+
+        env[f"AIRFLOW_CONN_{resources.SNOWFLAKE_CONN_ID.upper()}"] = json.dumps(connection(port))
     return env
 
 
@@ -289,8 +350,11 @@ LOCAL_SETTINGS = """\
 # Written by `make services`: Airflow imports this in every process; against a stopped local
 # stack, a command stops at once saying so instead of retrying connections for minutes.
 from conveyor_local.guard import require_running
+from conveyor_local.fake_snowflake import route_http_when_imported
 
 require_running()
+# snowflake_default points at the fake Snowflake on loopback, which speaks http (see the module).
+route_http_when_imported()
 """
 
 
@@ -375,7 +439,11 @@ def start() -> dict:
     _start_postgres(state)
     _save_state(state)
     state["aws"] = provision_endpoint(moto_endpoint(state))
+    snowflake_was_running = _alive(state.get("snowflake", {}).get("pid"))
+    _start_snowflake(state)
     _save_state(state)
+    if not snowflake_was_running:
+        _provision_snowflake(state)
     env_sh = _write_env_sh(state)
     # Airflow's own commands only once the stack answers (they check it; see guard.py).
     _write_local_settings()
@@ -383,6 +451,7 @@ def start() -> dict:
     seed(state=state)
     print(
         f"local stack {'already running' if was_running else 'started'}: moto on {moto_endpoint(state)}, "
+        f"a fake Snowflake (fakesnow) on 127.0.0.1:{state['snowflake']['port']}, "
         f"Postgres databases {', '.join(DATABASES)} and {AIRFLOW_DATABASE} (Airflow's metadata, "
         f"LocalExecutor with {parallelism()} slots); Airflow home {airflow_home()}\n"
         f"use it with:  source {os.path.relpath(env_sh)}"
@@ -426,7 +495,7 @@ class _EndpointSession:
 def stop() -> None:
     state = load_state()
     stopped = []
-    for name in ("airflow", "moto"):
+    for name in ("airflow", "snowflake", "moto"):
         pid = state.get(name, {}).get("pid")
         if _alive(pid):
             os.killpg(pid, signal.SIGTERM)
@@ -458,7 +527,9 @@ def describe() -> dict:
             "aws": resources.AWS_CONN_ID,
             "totesys": resources.TOTESYS_CONN_ID,
             "warehouse": resources.WAREHOUSE_CONN_ID,
+            "snowflake": resources.SNOWFLAKE_CONN_ID,
         },
+        "snowflake": {"port": state.get("snowflake", {}).get("port")},
         "postgres": {database: postgres_dsn(state, database) for database in (*DATABASES, AIRFLOW_DATABASE)},
         "airflow_home": str(airflow_home()),
         "env_sh": str(local_dir() / "env.sh"),

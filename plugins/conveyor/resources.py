@@ -16,6 +16,7 @@ PREFIX_VARIABLE = "conveyor_resource_prefix"
 NOTIFICATIONS_TOPIC_VARIABLE = "conveyor_notifications_topic_arn"
 NIGHTLY_CONFIG_VARIABLE = "nightly_file_ingestion_config"
 TOTESYS_CONFIG_VARIABLE = "totesys_tables_config"
+SNOWFLAKE_VARIABLE = "conveyor_snowflake"
 DEFAULT_REGION = "eu-west-2"
 
 # Bucket kinds: what each holds.
@@ -72,6 +73,7 @@ VARIABLES = (
     NOTIFICATIONS_TOPIC_VARIABLE,
     NIGHTLY_CONFIG_VARIABLE,
     TOTESYS_CONFIG_VARIABLE,
+    SNOWFLAKE_VARIABLE,
 )
 
 

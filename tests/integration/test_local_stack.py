@@ -84,7 +84,12 @@ def test_describe_names_every_resource_and_they_exist(local_stack):
         "ingestion",
         "processed",
     }
-    assert info["connections"] == {"aws": "aws_default", "totesys": "totesys_db", "warehouse": "warehouse_db"}
+    assert info["connections"] == {
+        "aws": "aws_default",
+        "totesys": "totesys_db",
+        "warehouse": "warehouse_db",
+        "snowflake": "snowflake_default",
+    }
 
     session = boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=info["region"]
@@ -115,6 +120,33 @@ def test_describe_names_every_resource_and_they_exist(local_stack):
     for database, dsn in info["postgres"].items():
         with psycopg.connect(dsn) as conn:
             assert conn.execute("select current_database()").fetchone()[0] == database
+
+
+def test_the_fake_snowflake_holds_what_snowflake_setup_creates_and_reads_the_stacks_s3(local_stack, tmp_path):
+    """snowflake_default, as env.sh exports it, reaches the fake Snowflake (http, routed by the
+    airflow_local_settings.py `make services` writes), whose stages read the stack's moto."""
+    script = tmp_path / "probe.py"
+    script.write_text("""
+import json
+import boto3
+from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+boto3.client("s3").put_object(Bucket="conveyor-local-curated", Key="events/probe/1.json", Body=b'{"order_id": 9}')
+hook = SnowflakeHook()
+print(json.dumps({
+    "tables": sorted(r[0] for r in hook.get_records(
+        "SELECT table_schema || '.' || table_name FROM CONVEYOR.information_schema.tables")),
+    "copy": hook.get_records(
+        "COPY INTO CONVEYOR.EVENTS.RAW_EVENTS (V, FILE_NAME, LOADED_AT) FROM (SELECT $1, METADATA$FILENAME, "
+        "CURRENT_TIMESTAMP() FROM @CONVEYOR.EVENTS.CURATED_STAGE/probe/) FILE_FORMAT = (TYPE = JSON)")[0][1],
+}))
+""")
+    result = in_stack_shell(local_stack, f"python {script}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"EVENTS.RAW_EVENTS", "EVENTS.ORDERS", "RETAIL.USERS", "RETAIL.TRANSACTIONS"} <= set(
+        found["tables"]
+    )
+    assert found["copy"] == "LOADED"
 
 
 def test_start_again_is_harmless(local_stack):
@@ -171,15 +203,16 @@ def test_airflow_dags_test_cli_copies_a_dataset_configured_through_the_variable(
 
 def test_stop_stops_only_what_start_started(local_stack):
     state = json.loads((local_stack / "stack.json").read_text())
-    moto_pid = state["moto"]["pid"]
+    moto_pid, snowflake_pid = state["moto"]["pid"], state["snowflake"]["pid"]
     pgdata = Path(state["postgres"]["pgdata"])
     postgres_pid = int((pgdata / "postmaster.pid").read_text().split()[0])
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         stopped = conveyor_local(local_stack, "stop")
         assert stopped.returncode == 0, stopped.stderr
-        assert "moto" in stopped.stdout and "postgres" in stopped.stdout
+        assert "moto" in stopped.stdout and "postgres" in stopped.stdout and "snowflake" in stopped.stdout
         assert not _pid_alive(moto_pid)
+        assert not _pid_alive(snowflake_pid)
         assert not _pid_alive(postgres_pid)
         assert bystander.poll() is None, "stop killed a process it did not start"
         assert "nothing was running" in conveyor_local(local_stack, "stop").stdout

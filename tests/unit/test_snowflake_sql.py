@@ -165,7 +165,9 @@ def test_streams_watch_raw_tables_and_tasks_merge_them_with_the_airflow_merge():
     ):
         assert f"SYSTEM$STREAM_HAS_DATA('{stream}')" in tasks
         body = snowflake.render(merge_file, {**NAMES, "source": stream})
-        merges = [m.sql(dialect="snowflake", comments=False) for m in sqlglot.parse(body, read="snowflake") if m]
+        merges = [
+            m.sql(dialect="snowflake", comments=False) for m in sqlglot.parse(body, read="snowflake") if m
+        ]
         for merge in merges:  # the task runs exactly the Airflow MERGE, reading the stream
             assert merge in _task_merges(tasks), merge[:120]
     parsed = statements("snowpipe/140_tasks.sql")

@@ -290,7 +290,11 @@ def test_secret_names_agree():
     plain = set(root()["module"]["secrets"]["plain_variables"])
     optional = set(secrets["variable"]["optional_variables"]["default"])
     assert plain | optional == set(resources.VARIABLES)
-    assert plain == {resources.PREFIX_VARIABLE, resources.NOTIFICATIONS_TOPIC_VARIABLE}
+    assert plain == {
+        resources.PREFIX_VARIABLE,
+        resources.NOTIFICATIONS_TOPIC_VARIABLE,
+        resources.SNOWFLAKE_VARIABLE,
+    }
 
 
 def test_secrets_backend_finds_the_secrets_terraform_creates(aws):

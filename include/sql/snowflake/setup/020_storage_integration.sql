@@ -1,5 +1,5 @@
 -- One-time, by ACCOUNTADMIN (or a role with CREATE INTEGRATION): Snowflake's access to the
--- buckets, through the IAM role Terraform creates (output snowflake_storage_role_arn).
+-- buckets, through the IAM role Terraform creates (output snowflake_storage_integration_role_arn).
 -- IF NOT EXISTS: recreating an integration changes its external id and breaks the trust policy.
 -- After it exists: DESC INTEGRATION {{ storage_integration }}; put STORAGE_AWS_IAM_USER_ARN and
 -- STORAGE_AWS_EXTERNAL_ID into Terraform (snowflake_iam_user_arn, snowflake_external_id), apply.
