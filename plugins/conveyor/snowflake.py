@@ -4,7 +4,8 @@ SQL lives in `.sql` files; Jinja fills in names only (the database, bucket names
 integration, a merge's source). Statements run through the provider's SnowflakeHook on the
 `snowflake_default` connection.
 
-Settings: the Airflow Variable `conveyor_snowflake` (JSON, every key optional):
+Settings: the Airflow Variable `conveyor_snowflake` (JSON, every key optional; Terraform writes it
+on MWAA, with the storage integration's role and Snowpipe's topics):
 
     {"database": "CONVEYOR", "storage_integration": "CONVEYOR_S3",
      "storage_role_arn": "arn:aws:iam::...:role/<prefix>-snowflake-storage-integration",
@@ -15,14 +16,16 @@ Settings: the Airflow Variable `conveyor_snowflake` (JSON, every key optional):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.config import ConfigError
+from conveyor.keys import window_partition
 from conveyor.paths import include_dir
-from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, Names
+from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, Names
 
-SNOWFLAKE_VARIABLE = "conveyor_snowflake"
 # What snowflake_setup applies, in order. The Snowpipe objects (file formats, pipes, streams,
 # tasks) only when asked: they load and merge without Airflow.
 SETUP_FILES = (
@@ -30,6 +33,7 @@ SETUP_FILES = (
     "setup/030_stages.sql",
     "setup/040_events_tables.sql",
     "setup/050_retail_tables.sql",
+    "setup/060_totesys_tables.sql",
 )
 INTEGRATION_FILE = "setup/020_storage_integration.sql"
 SNOWPIPE_FILES = (
@@ -191,3 +195,34 @@ def validation_errors(results: list[list[dict]]) -> list[dict]:
             row = {k.lower(): v for k, v in row.items()}
             errors.append({"file": row.get("file"), "line": row.get("line"), "error": row.get("error")})
     return errors
+
+
+# --- ToteSys windows (processed_to_snowflake) ---------------------------------------------------
+
+# A totesys_etl window's name: its start and end stamps, `-full` for a full snapshot.
+TOTESYS_WINDOW = re.compile(r"\d{8}T\d{6}Z-(?P<end>\d{8}T\d{6}Z)(?:-full)?")
+
+
+def totesys_window(name, rows: dict | None = None) -> dict:
+    """A window to load: its name, the partition its files are under (`YYYY/MM/DD/HHMM` of its
+    end) and, when a `processed` event named it, the rows it exported per star table."""
+    match = TOTESYS_WINDOW.fullmatch(name) if isinstance(name, str) else None
+    if not match:
+        raise ConfigError(
+            f"not a totesys_etl window name: {name!r} (expected <start>-<end>[-full], e.g. "
+            "20240305T195900Z-20240305T200200Z)"
+        )
+    end = datetime.strptime(match["end"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return {"name": name, "partition": window_partition(end), "rows": rows}
+
+
+def totesys_windows(events, param: str | None = None) -> list[dict]:
+    """The windows a run loads: each `processed` event's (extra {"window", "rows"}; the newest
+    event of a window gives its rows) and the `window` Param's, oldest end first."""
+    found = {}
+    for event in sorted(events, key=lambda e: e.timestamp):
+        extra = event.extra or {}
+        found[extra.get("window")] = totesys_window(extra.get("window"), extra.get("rows") or {})
+    if param and param not in found:
+        found[param] = totesys_window(param)
+    return sorted(found.values(), key=lambda w: (TOTESYS_WINDOW.fullmatch(w["name"])["end"], w["name"]))

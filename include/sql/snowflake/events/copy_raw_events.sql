@@ -5,7 +5,7 @@
 -- error; the other files load and merge, then the run fails naming it. The file stays in curated;
 -- fixed (rewritten), it is a new file to the load metadata and the next run loads it.
 COPY INTO {{ db }}.EVENTS.RAW_EVENTS (V, FILE_NAME, LOADED_AT)
-FROM (SELECT $1, METADATA$FILENAME, CURRENT_TIMESTAMP() FROM @{{ db }}.EVENTS.CURATED_STAGE)
+FROM (SELECT $1, METADATA$FILENAME, METADATA$START_SCAN_TIME FROM @{{ db }}.EVENTS.CURATED_STAGE)
 FILE_FORMAT = (TYPE = JSON)
 PATTERN = '.*[.]json'
 ON_ERROR = SKIP_FILE;

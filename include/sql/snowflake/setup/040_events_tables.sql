@@ -1,5 +1,6 @@
 -- Curated events: every JSON document as loaded (RAW_EVENTS), and the order events flattened into
--- typed tables. LOADED_AT is when Snowflake loaded the row: the merges take the rows loaded since
+-- typed tables. LOADED_AT is when Snowflake loaded the row (METADATA$START_SCAN_TIME; in a pipe,
+-- CURRENT_TIMESTAMP would not be the load time): the merges take the rows loaded since
 -- their target's newest LOADED_AT (less an hour of overlap; the MERGE makes overlap harmless).
 CREATE TABLE IF NOT EXISTS {{ db }}.EVENTS.RAW_EVENTS (
   V VARIANT NOT NULL,

@@ -1,0 +1,104 @@
+"""
+### ToteSys star → Snowflake
+
+Moves the star schema `totesys_etl` builds in the Postgres warehouse into Snowflake's `TOTESYS`
+schema, window by window. Runs each time `totesys_etl` updates the `processed` asset. For each
+window of the triggering events (and the `window` Param), `COPY INTO` one staging table per star
+table from the window's Parquet files in the processed stage
+(`<table>/YYYY/MM/DD/HHMM/<table>-<window>.parquet`, `MATCH_BY_COLUMN_NAME`), then a `MERGE` into
+the star tables with the rules of the Postgres model, then the staging rows go.
+
+* **Idempotent by window**: dimensions are upserted by key and the newest window wins (a late,
+  older window changes nothing); `DIM_DATE` and the facts are inserted only when their key is
+  new. A rerun changes nothing; windows loaded in any order give the same tables.
+* **Retry-safe**: a window empties staging before its COPY (`FORCE = TRUE` re-reads its files),
+  and one window loads at a time.
+* **Checked**: each table's COPY must load the rows the `processed` event says the window
+  exported; otherwise the window fails before its merge, naming the tables.
+* **window** (Param): load one window by name (e.g. `20240305T195900Z-20240305T200200Z`) again;
+  its files must still be in the processed bucket. A window without files loads nothing.
+* COPY runs through the hook, not `CopyFromExternalStageToSnowflakeOperator`: the windows are
+  known only at run time, each needs COPY x 11 → check → MERGE on the same staging tables in
+  one task, and the operator returns no per-file row counts to check.
+* Needs `snowflake_setup` once. SQL: `include/sql/snowflake/totesys/`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from conveyor import snowflake
+from conveyor.assets import PROCESSED
+from conveyor.config import ConfigError
+from conveyor.defaults import DEFAULT_ARGS, Tag
+from conveyor.resources import names_from_variable
+from conveyor.totesys.warehouse import STAR
+
+DAG_ID = "processed_to_snowflake"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=[PROCESSED],
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[Tag.CONVEYOR, Tag.SNOWFLAKE, Tag.TOTESYS],
+    doc_md=__doc__,
+    params={
+        "window": Param(
+            None,
+            type=["null", "string"],
+            pattern=snowflake.TOTESYS_WINDOW.pattern,
+            title="Window to load (a manual rerun)",
+            description="A totesys_etl window name, e.g. 20240305T195900Z-20240305T200200Z.",
+        ),
+    },
+)
+def processed_to_snowflake():
+    @task
+    def windows_to_load(triggering_asset_events=None, params=None) -> list[dict]:
+        events = triggering_asset_events.get(PROCESSED, []) if triggering_asset_events else []
+        try:
+            windows = snowflake.totesys_windows(events, params["window"])
+        except ConfigError as exc:
+            raise AirflowFailException(str(exc)) from exc  # retrying cannot fix a name
+        print(f"windows to load: {[w['name'] for w in windows] or 'none'}")
+        return windows
+
+    @task(map_index_template="{{ window_name }}", max_active_tis_per_dagrun=1)
+    def load_window(window: dict) -> dict:
+        name = get_current_context()["window_name"] = window["name"]
+        names = snowflake.settings_from_variable().names(
+            names_from_variable(), window=name, partition=window["partition"]
+        )
+        hook = snowflake.hook()
+        report = snowflake.CopyReport.from_results(
+            snowflake.run_script(hook, snowflake.render("totesys/copy_window.sql", names))
+        )
+        copied = {
+            table: sum(f["rows"] for f in report.loaded if f["file"].endswith(f"/{table}-{name}.parquet"))
+            for table in STAR
+        }
+        print(f"copied {len(report.loaded)} file(s), {report.rows} row(s): {copied}")
+        if window["rows"] is not None:  # the processed event's counts
+            wrong = {
+                t: (copied[t], window["rows"].get(t, 0))
+                for t in STAR
+                if copied[t] != window["rows"].get(t, 0)
+            }
+            if wrong:
+                raise AirflowFailException(
+                    f"window {name}: the processed files do not hold the rows totesys_etl exported "
+                    f"(table: (copied, exported)): {wrong}; nothing merged. Were the files rewritten or removed?"
+                )
+        results = snowflake.run_script(hook, snowflake.render("totesys/merge_star.sql", names))
+        merged = {table: snowflake.merge_counts(rows) for table, rows in zip(STAR, results, strict=False)}
+        print(f"merged: {merged}")
+        return {"window": name, "copied": copied, "merged": merged}
+
+    load_window.expand(window=windows_to_load())
+
+
+processed_to_snowflake()

@@ -1,0 +1,166 @@
+"""The ToteSys star into Snowflake: real Parquet exports of real windows (ToteSys on Postgres ->
+extract -> land -> model -> export, the library calls totesys_etl makes, into the moto server's
+processed bucket), loaded by processed_to_snowflake (its `window` Param, as dag.test() runs it)
+into the fake Snowflake, and compared with the Postgres warehouse row for row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+from conftest import run_dag, task_states
+
+from conveyor import paths, snowflake
+from conveyor.config import ConfigError
+from conveyor.resources import Names
+from conveyor.totesys import extract, tables, warehouse, windows
+from conveyor_local import totesys_data
+
+pytestmark = pytest.mark.integration
+
+INGESTION, PROCESSED = Names().bucket("ingestion"), Names().bucket("processed")
+T0 = datetime(2024, 3, 5, 20, 0, tzinfo=UTC)
+STEP = timedelta(minutes=3)
+# A full snapshot, then a delta: new orders and payments, department 1 renamed (its staff change
+# in dim_staff), address 1 moved (dim_location, and its counterparties in dim_counterparty).
+WINDOWS = [windows.Window(T0 - STEP, T0, full_snapshot=True), windows.Window(T0, T0 + STEP)]
+SPECS = tables.parse_tables_config((paths.include_dir() / "config" / "totesys_tables.json").read_text())
+
+
+def change(db, index: int) -> None:
+    """The source's changes inside window `index` (naive UTC timestamps, as ToteSys stores them)."""
+    start = WINDOWS[index].start.replace(tzinfo=None)
+    if index == 0:
+        totesys_data.populate(db, scale=0.5, seed=3, at=start)
+        return
+    totesys_data.simulate(db, seed=index, at=WINDOWS[index].start, span=STEP, new_orders=6, updates=2)
+    stamp = start + timedelta(seconds=30)
+    db.execute(
+        "UPDATE department SET department_name = %s, last_updated = %s "
+        "WHERE department_id = (SELECT department_id FROM staff WHERE staff_id = 1)",
+        (f"Renamed {index}", stamp),
+    )
+    db.execute(
+        "UPDATE address SET city = %s, last_updated = %s WHERE address_id = 1", (f"City {index}", stamp)
+    )
+    db.commit()
+
+
+def build_window(source, warehouse_db, s3, window: windows.Window) -> None:
+    """totesys_etl's work for one window: extract, land, model, export to the processed bucket."""
+    entries = [
+        extract.extract_table(source, s3, INGESTION, spec, tables.catalog_columns(source, spec), window)
+        for spec in SPECS
+    ]
+    for entry in entries:
+        warehouse.land(warehouse_db, s3, INGESTION, entry, window)
+    for group in (warehouse.DIMENSIONS, warehouse.FACTS):
+        for relative in warehouse.model_files(group):
+            warehouse_db.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
+        warehouse_db.commit()
+    warehouse.export_all(warehouse_db, s3, PROCESSED, window)
+
+
+@pytest.fixture
+def snowflake_db(snowflake_conn):
+    """The fake Snowflake after snowflake_setup ran through Airflow; yields a query function."""
+    run = run_dag("snowflake_setup")
+    assert run.state == "success", task_states(run)
+    conn = snowflake_conn()
+    cursor = conn.cursor()
+    yield lambda sql: cursor.execute(sql).fetchall()
+    conn.close()
+
+
+@pytest.fixture
+def star(pg_database, warehouse_dsn, moto_server, snowflake_db):
+    """Three windows built in Postgres and exported as Parquet; nothing loaded into Snowflake yet.
+
+    Yields (query Snowflake, the Postgres warehouse's star rows after the three windows)."""
+    s3 = moto_server["session"].client("s3")
+    with psycopg.connect(pg_database) as source, psycopg.connect(warehouse_dsn) as warehouse_db:
+        totesys_data.create_schema(source)
+        warehouse.create_schema(warehouse_db)
+        warehouse.load_currency_names(warehouse_db)
+        for index, window in enumerate(WINDOWS):
+            change(source, index)
+            build_window(source, warehouse_db, s3, window)
+        postgres_star = {
+            table: sorted(warehouse_db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in warehouse.STAR
+        }
+    return snowflake_db, postgres_star
+
+
+def snowflake_star(query) -> dict[str, list[tuple]]:
+    return {
+        table: sorted(query(f"SELECT * FROM CONVEYOR.TOTESYS.{table.upper()}"), key=repr)
+        for table in warehouse.STAR
+    }
+
+
+def load(*indexes: int) -> None:
+    for index in indexes:
+        run = run_dag("processed_to_snowflake", window=WINDOWS[index].name)
+        assert run.state == "success", task_states(run)
+
+
+def test_windows_load_the_postgres_star_row_for_row_and_a_rerun_changes_nothing(star):
+    query, postgres_star = star
+    load(0)
+    after_first = snowflake_star(query)
+    assert after_first["dim_staff"] and after_first["fact_sales_order"] and after_first["dim_date"]
+    load(1)
+    loaded = snowflake_star(query)
+    assert loaded == postgres_star
+    assert loaded != after_first  # the delta changed rows: a renamed department, new orders
+    assert "Renamed 1" in {row[3] for row in loaded["dim_staff"]}
+    for table in warehouse.STAR:  # staging is emptied after each window's merge
+        assert query(f"SELECT count(*) FROM CONVEYOR.TOTESYS.{table.upper()}_STAGING") == [(0,)]
+
+    run = run_dag("processed_to_snowflake", window=WINDOWS[0].name)  # a rerun of an older window
+    assert run.state == "success", task_states(run)
+    assert snowflake_star(query) == postgres_star
+    result = run.get_task_instance("load_window", map_index=0).xcom_pull(
+        task_ids="load_window", map_indexes=0
+    )
+    assert result["copied"]["fact_sales_order"] > 0, "the rerun read the window's files again"
+    assert all(not any(counts.values()) for counts in result["merged"].values()), result["merged"]
+
+    empty = windows.Window(T0 + 10 * STEP, T0 + 11 * STEP)  # no files: loads nothing, succeeds
+    run = run_dag("processed_to_snowflake", window=empty.name)
+    assert run.state == "success", task_states(run)
+    result = run.get_task_instance("load_window", map_index=0).xcom_pull(
+        task_ids="load_window", map_indexes=0
+    )
+    assert not any(result["copied"].values()) and snowflake_star(query) == postgres_star
+
+    run = run_dag("processed_to_snowflake")  # no event, no Param: nothing to load
+    assert run.state == "success", task_states(run)
+    assert task_states(run)["load_window"] == ["skipped"]
+
+
+def test_windows_out_of_order_give_the_same_tables(star):
+    query, postgres_star = star
+    load(1, 0)  # the older window's versions of the renamed and moved rows must not win
+    assert snowflake_star(query) == postgres_star
+
+
+def event(window: str, rows: dict, minute: int) -> SimpleNamespace:
+    return SimpleNamespace(extra={"window": window, "files": len(rows), "rows": rows}, timestamp=minute)
+
+
+def test_the_windows_come_from_the_events_and_the_param_oldest_first():
+    w0, w1, w2 = (windows.Window(T0 + i * STEP, T0 + (i + 1) * STEP).name for i in range(3))
+    events = [event(w2, {"dim_staff": 2}, 3), event(w1, {"dim_staff": 1}, 1), event(w1, {"dim_staff": 5}, 2)]
+    found = snowflake.totesys_windows(events, w0)
+    assert [w["name"] for w in found] == [w0, w1, w2]
+    assert [w["rows"] for w in found] == [None, {"dim_staff": 5}, {"dim_staff": 2}]  # newest event's counts
+    assert found[2]["partition"] == "2024/03/05/2009"
+    assert snowflake.totesys_windows([], None) == []
+    with pytest.raises(ConfigError, match="not a totesys_etl window name: '2024-03-05'"):
+        snowflake.totesys_windows([], "2024-03-05")
+    with pytest.raises(ConfigError, match="None"):
+        snowflake.totesys_windows([SimpleNamespace(extra={}, timestamp=0)])
