@@ -246,6 +246,7 @@ def totesys_etl(info: dict) -> None:
         counts = totesys.populate(conn, scale=1, seed=1, at=at)
     print(f"• created ToteSys in Postgres: {sum(counts.values()):,} rows in {len(counts)} tables")
     s3, _ = _clients(info)
+    loaded: list[str] = []  # the windows' names, for processed_to_snowflake
 
     def rows_of(logical_date: str, seconds: float, label: str, full_snapshot: bool = False) -> dict[str, int]:
         # `airflow dags test` at D runs the interval ending at D (3 minutes): a manual run takes
@@ -256,6 +257,8 @@ def totesys_etl(info: dict) -> None:
         bucket = info["buckets"]["ingestion"]
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=windows.manifest_key(window))["Body"].read())
         print(f"• {label} in {seconds:.1f}s, window {manifest['window'][0]} → {manifest['window'][1]}")
+        if window.name not in loaded:
+            loaded.append(window.name)
         return {t["table"]: t["rows"] for t in manifest["tables"]}
 
     initial = rows_of(
@@ -316,6 +319,23 @@ def totesys_etl(info: dict) -> None:
         f"  star rows of each window exported as Parquet: {processed} files in s3://{info['buckets']['processed']}/"
     )
 
+    # The `processed` asset schedules processed_to_snowflake; `dags test` runs it per window here.
+    seconds = sum(
+        run_dag("processed_to_snowflake", second, conf=json.dumps({"window": name})) for name in loaded
+    )
+    print(
+        f"• ran processed_to_snowflake for {len(loaded)} windows in {seconds:.1f}s: COPY INTO staging, "
+        "MERGE into the star in Snowflake"
+    )
+    with psycopg.connect(stack.postgres_dsn(state, "warehouse")) as conn:
+        postgres = warehouse.star_counts(conn)
+    print(f"  {'star table':<22} {'Postgres':>9} {'Snowflake (fake)':>17}")
+    for table, rows in postgres.items():
+        [(in_snowflake,)] = snowflake_query(info, f"SELECT count(*) FROM CONVEYOR.TOTESYS.{table.upper()}")
+        print(f"  {table:<22} {rows:>9,} {in_snowflake:>17,}")
+        if in_snowflake != rows:
+            raise SystemExit(f"{table}: {in_snowflake} rows in Snowflake, {rows} in the Postgres warehouse")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor_local.demo", description=__doc__)
@@ -334,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     retail(info, args.date)
     print(
         "\n4. totesys_etl: ToteSys Postgres -> changed rows (Parquet, ingestion bucket) -> warehouse star schema"
+        " -> Snowflake"
     )
     totesys_etl(info)
     print(

@@ -439,11 +439,9 @@ def start() -> dict:
     _start_postgres(state)
     _save_state(state)
     state["aws"] = provision_endpoint(moto_endpoint(state))
-    snowflake_was_running = _alive(state.get("snowflake", {}).get("pid"))
     _start_snowflake(state)
     _save_state(state)
-    if not snowflake_was_running:
-        _provision_snowflake(state)
+    _provision_snowflake(state)  # rerunnable, so new objects of updated code appear on a running stack
     env_sh = _write_env_sh(state)
     # Airflow's own commands only once the stack answers (they check it; see guard.py).
     _write_local_settings()
