@@ -6,9 +6,9 @@ Replaces the curated Snowpipe and its JSON flattening. Runs each time `s3_event_
 and load time) from the curated stage, then a `MERGE` that flattens the order events loaded since
 the last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
 
-* **Never double-loads**: Snowflake's load metadata skips every file already loaded into
-  RAW_EVENTS, by this DAG or by a Snowpipe beside it; the MERGE keeps the newest load of each
-  order and changes nothing on a rerun.
+* **Never double-loads**: Snowflake's load metadata skips every file this COPY loaded before
+  (Snowpipe keeps its own, so use the curated pipe or this DAG, not both); the MERGE keeps the
+  newest load of each order and changes nothing on a rerun.
 * **A malformed file** (`ON_ERROR = SKIP_FILE`) loads nothing; the other files load and merge,
   then `check_loads` fails the run naming the file and its first error. The file stays in curated.
 * **validate_only** (Param): `VALIDATION_MODE = RETURN_ERRORS` over the stage instead of loading;
@@ -19,7 +19,7 @@ the last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from conveyor import snowflake
 from conveyor.assets import CURATED
@@ -59,10 +59,7 @@ def curated_to_snowflake():
         report = snowflake.CopyReport.from_results(
             snowflake.run_script(hook, snowflake.render("events/copy_raw_events.sql", names))
         )
-        print(
-            f"loaded {len(report.loaded)} file(s), {report.rows} row(s); {report.skipped} loaded before; "
-            f"{len(report.failed)} failed"
-        )
+        print(report.summary())
         return report.to_dict()
 
     @task
@@ -81,7 +78,7 @@ def curated_to_snowflake():
     def check_loads(report: dict) -> None:
         failed = snowflake.CopyReport(failed=report["failed"]).failure_message("curated")
         if failed:
-            raise ValueError(failed)
+            raise AirflowFailException(failed)  # retrying cannot change what the files hold
 
     report = copy_raw_events()
     report >> merge_orders() >> check_loads(report)

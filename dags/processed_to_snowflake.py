@@ -50,7 +50,7 @@ DAG_ID = "processed_to_snowflake"
         "window": Param(
             None,
             type=["null", "string"],
-            pattern=snowflake.TOTESYS_WINDOW.pattern,
+            pattern=snowflake.TOTESYS_WINDOW_FORM,
             title="Window to load (a manual rerun)",
             description="A totesys_etl window name, e.g. 20240305T195900Z-20240305T200200Z.",
         ),

@@ -8,11 +8,17 @@ retail files, and the views the Airflow merges read. Every statement is rerunnab
 (`IF NOT EXISTS`, or `OR REPLACE` for views): run it after each deployment that changes them.
 
 Trigger it manually. Params:
-* **storage_integration**: also create the storage integration (needs ACCOUNTADMIN, once per
-  account; see docs/snowflake.md for the two-step trust with the IAM role Terraform creates).
+* **storage_integration**: instead, only the storage integration and the account grants the
+  loader role needs (`setup/020_storage_integration.sql`). An admin's one-off: run it with
+  **snowflake_conn_id** naming an ACCOUNTADMIN connection; see docs/snowflake.md for the two-step
+  trust with the IAM role Terraform creates.
 * **snowpipe**: also create the Snowpipe path: named file formats, auto-ingest pipes on the SNS
   topics Terraform creates, append-only streams on the raw tables and tasks that merge each
-  stream into its target with the same MERGE the Airflow DAGs run.
+  stream into its target with the same MERGE the Airflow DAGs run (tasks are replaced, so they
+  always run the current MERGE). Use Snowpipe or the Airflow loads, not both: each keeps its own
+  load history, so both would load every file into the raw tables twice.
+* **snowflake_conn_id**: the connection to run as (default `snowflake_default`, the loader role,
+  which then owns the objects it creates).
 
 Names come from the Variable `conveyor_snowflake` (database, integration, role, warehouse, topic
 ARNs) and `conveyor_resource_prefix` (bucket names); the connection is `snowflake_default`.
@@ -39,9 +45,12 @@ DAG_ID = "snowflake_setup"
     doc_md=__doc__,
     params={
         "storage_integration": Param(
-            False, type="boolean", title="Create the storage integration (ACCOUNTADMIN, once)"
+            False, type="boolean", title="Only the storage integration and account grants (ACCOUNTADMIN)"
         ),
         "snowpipe": Param(False, type="boolean", title="Create pipes, streams and tasks (the Snowpipe path)"),
+        "snowflake_conn_id": Param(
+            snowflake.SNOWFLAKE_CONN_ID, type="string", minLength=1, title="Snowflake connection to run as"
+        ),
     },
 )
 def snowflake_setup():
@@ -61,7 +70,7 @@ def snowflake_setup():
                 f"snowpipe needs the SNS topic ARNs in the Variable {snowflake.SNOWFLAKE_VARIABLE}: "
                 '"topics": {"curated": "<curated-events topic ARN>", "stage": "<stage-events topic ARN>"}'
             )
-        hook = snowflake.hook()
+        hook = snowflake.hook(params["snowflake_conn_id"])
         applied = []
         for name in files:
             results = snowflake.run_script(hook, snowflake.render(name, names))

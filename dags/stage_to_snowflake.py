@@ -7,7 +7,8 @@ Replaces the retail Snowpipes and the Snowflake task that merged their delta. Ru
 header or JSON lines), then the same `MERGE` as the Snowflake tasks' bodies into `RETAIL.USERS`
 and `RETAIL.TRANSACTIONS`, so the targets are the same whichever path loads them.
 
-* **Never double-loads**: the load metadata skips files loaded before (here or by a Snowpipe);
+* **Never double-loads**: the load metadata skips files loaded before (Snowpipe keeps its own, so
+  use the retail pipes or this DAG, not both);
   the MERGE keeps the newest load of each user and transaction and changes nothing on a rerun.
 * **A malformed file** (`ON_ERROR = SKIP_FILE`) loads nothing; the rest load and merge, then
   `check_loads` fails the run naming it. The file stays in the stage bucket.
@@ -17,6 +18,7 @@ and `RETAIL.TRANSACTIONS`, so the targets are the same whichever path loads them
 from __future__ import annotations
 
 from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from conveyor import snowflake
 from conveyor.assets import STAGE
@@ -42,10 +44,7 @@ def stage_to_snowflake():
         report = snowflake.CopyReport.from_results(
             snowflake.run_script(snowflake.hook(), snowflake.render("retail/copy_stage_files.sql", names))
         )
-        print(
-            f"loaded {len(report.loaded)} file(s), {report.rows} row(s); {report.skipped} loaded before; "
-            f"{len(report.failed)} failed"
-        )
+        print(report.summary())
         return report.to_dict()
 
     @task
@@ -64,7 +63,7 @@ def stage_to_snowflake():
     def check_loads(report: dict) -> None:
         failed = snowflake.CopyReport(failed=report["failed"]).failure_message("retail stage")
         if failed:
-            raise ValueError(failed)
+            raise AirflowFailException(failed)  # retrying cannot change what the files hold
 
     report = copy_stage_files()
     report >> merge_targets() >> check_loads(report)

@@ -125,7 +125,7 @@ module "snowflake_integration" {
   source = "./modules/snowflake_integration"
 
   name_prefix            = local.name_prefix
-  readable_buckets       = { for kind in ["curated", "stage"] : kind => module.storage.buckets[kind].arn }
+  readable_buckets       = { for kind in ["curated", "stage", "processed"] : kind => module.storage.buckets[kind].arn }
   kms_key_arn            = aws_kms_key.conveyor.arn
   snowflake_iam_user_arn = var.snowflake_iam_user_arn
   snowflake_external_id  = var.snowflake_external_id

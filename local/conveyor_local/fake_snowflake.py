@@ -12,7 +12,8 @@ fakesnow's own): S3 through s3fs (DuckDB's httpfs extension would need a downloa
 sub-paths, `CREATE STAGE IF NOT EXISTS` on an existing stage, a MERGE that changes nothing
 reporting zeros, a recursive listing of a prefix as Snowflake does, `PATTERN`, `FILE_FORMAT = (TYPE =
 JSON)`, `$1`/`$n`/`METADATA$FILENAME` in a COPY transformation, `ON_ERROR = SKIP_FILE` (a bad file
-is reported `LOAD_FAILED` and the others load) and `VALIDATION_MODE = RETURN_ERRORS` (nothing
+is reported `LOAD_FAILED` and the others load), files loaded before left out of the result as
+Snowflake leaves them and `VALIDATION_MODE = RETURN_ERRORS` (nothing
 loads; one row per error). Its COPY keeps fakesnow's `MATCH_BY_COLUMN_NAME` for Parquet (columns
 by name, not position). Streams, tasks, pipes, storage integrations and named file formats stay
 unsupported: fakesnow refuses them, and the tests check that SQL by parsing it.
@@ -228,9 +229,7 @@ def extend_copy_into() -> None:
         else:
             urls = list_files(source, duck_conn, extra.pattern)
         if not urls:
-            sql = "SELECT 'Copy executed with 0 files processed.' AS status"
-            duck_conn.execute(sql)
-            return sql
+            return _nothing_processed(duck_conn)
         table = ci._extract_table(expr.this)
         schema = table.db or current_schema
         is_json = extra.json is not None
@@ -253,8 +252,7 @@ def extend_copy_into() -> None:
                 [url, table.name],
             ).fetchone()
             if loaded_before and not cparams.force:
-                rows.append((url, "LOAD_SKIPPED", 0, 0, None, 1, "File was loaded before.", None))
-                continue
+                continue  # as in Snowflake: a file loaded before is left out of the result
             # Read the file on a connection of its own first: an error inside the statement's
             # transaction would abort it (DuckDB has no savepoints), and SKIP_FILE goes on.
             if message := _read_error(duck_conn, statement):
@@ -273,6 +271,8 @@ def extend_copy_into() -> None:
                 "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, 0, 1)",
                 list(record),
             )
+        if not rows:
+            return _nothing_processed(duck_conn)
         values = ", ".join("(" + ", ".join(_literal(v) for v in (*row, None, None)) + ")" for row in rows)
         sql = f"SELECT * FROM (VALUES {values}) AS t({COPY_COLUMNS})"
         duck_conn.execute(sql)
@@ -302,6 +302,12 @@ def extend_copy_into() -> None:
     merge._counts = merge_counts
     fakesnow.cursor.copy_into = copy_into
     _patched = True
+
+
+def _nothing_processed(duck_conn) -> str:
+    sql = "SELECT 'Copy executed with 0 files processed.' AS status"
+    duck_conn.execute(sql)
+    return sql
 
 
 def _format_type(param) -> str | None:

@@ -109,18 +109,17 @@ def render(name: str, names: dict) -> str:
 
 
 def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:
-    files = list(SETUP_FILES)
+    """What snowflake_setup applies: the integration file alone (an admin's one-off), or the
+    objects the loads need, with the Snowpipe path's when asked."""
     if integration:
-        files.insert(1, INTEGRATION_FILE)
-    if snowpipe:
-        files += SNOWPIPE_FILES
-    return files
+        return [INTEGRATION_FILE]
+    return [*SETUP_FILES, *(SNOWPIPE_FILES if snowpipe else ())]
 
 
-def hook():
+def hook(conn_id: str = SNOWFLAKE_CONN_ID):
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
-    return SnowflakeHook(snowflake_conn_id=SNOWFLAKE_CONN_ID)
+    return SnowflakeHook(snowflake_conn_id=conn_id)
 
 
 def run_script(snowflake_hook, sql: str) -> list[list[dict]]:
@@ -146,8 +145,8 @@ class CopyReport:
     """What COPY INTO statements said, file by file."""
 
     loaded: list[dict] = field(default_factory=list)  # {file, rows}
-    skipped: int = 0  # loaded before (load metadata)
     failed: list[dict] = field(default_factory=list)  # {file, error}
+    # Files loaded before are not reported: COPY leaves them out of its result.
 
     @classmethod
     def from_results(cls, results: list[list[dict]]) -> CopyReport:
@@ -160,9 +159,7 @@ class CopyReport:
                     continue
                 if status in ("LOADED", "PARTIALLY_LOADED"):
                     report.loaded.append({"file": row["file"], "rows": int(row.get("rows_loaded") or 0)})
-                elif status == "LOAD_SKIPPED":
-                    report.skipped += 1
-                else:
+                elif status != "LOAD_SKIPPED":
                     report.failed.append(
                         {"file": row["file"], "error": str(row.get("first_error") or status)}
                     )
@@ -173,7 +170,14 @@ class CopyReport:
         return sum(f["rows"] for f in self.loaded)
 
     def to_dict(self) -> dict:
-        return {"loaded": self.loaded, "rows": self.rows, "skipped": self.skipped, "failed": self.failed}
+        """For XCom: counts and the failures only (a first load may list thousands of files)."""
+        return {"files": len(self.loaded), "rows": self.rows, "failed": self.failed}
+
+    def summary(self) -> str:
+        return (
+            f"loaded {len(self.loaded)} new file(s), {self.rows} row(s); {len(self.failed)} failed "
+            "(files loaded before are skipped and not listed)"
+        )
 
     def failure_message(self, what: str) -> str | None:
         """A message naming every file that did not load, or None when all did."""
@@ -201,6 +205,8 @@ def validation_errors(results: list[list[dict]]) -> list[dict]:
 
 # A totesys_etl window's name: its start and end stamps, `-full` for a full snapshot.
 TOTESYS_WINDOW = re.compile(r"\d{8}T\d{6}Z-(?P<end>\d{8}T\d{6}Z)(?:-full)?")
+# The same, for the trigger form's JSON Schema (anchored; no Python-only named group).
+TOTESYS_WINDOW_FORM = r"^\d{8}T\d{6}Z-\d{8}T\d{6}Z(-full)?$"
 
 
 def totesys_window(name, rows: dict | None = None) -> dict:

@@ -146,6 +146,13 @@ def test_a_newer_load_of_an_order_updates_it_and_older_ones_do_not(snowflake_db)
         (2, "B"),
     ]
     assert query("SELECT count(*) FROM CONVEYOR.EVENTS.RAW_EVENTS") == [(2,)]
+    # Sent again with one item: the second line is no longer part of the order.
+    put_lines(s3, CURATED, "events/orders/c.json", [order(7, "10.00", [("A", 1, "10.00")])])
+    assert run_dag("curated_to_snowflake").state == "success"
+    assert query("SELECT total, item_count FROM CONVEYOR.EVENTS.ORDERS WHERE order_id = 7") == [
+        (Decimal("10.00"), 1)
+    ]
+    assert query("SELECT line_number, sku FROM CONVEYOR.EVENTS.ORDER_ITEMS WHERE order_id = 7") == [(1, "A")]
 
 
 def test_a_malformed_file_is_skipped_named_and_the_rest_load(snowflake_db, no_retries):

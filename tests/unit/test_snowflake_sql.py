@@ -43,7 +43,7 @@ def statements(name: str) -> list[exp.Expr]:
 def created(kind: str) -> set[str]:
     """Fully qualified names of the objects of `kind` (TABLE, VIEW, STAGE) the setup creates."""
     names = set()
-    for name in snowflake.setup_files(integration=True):
+    for name in [*snowflake.setup_files(), snowflake.INTEGRATION_FILE]:
         for statement in statements(name):
             if isinstance(statement, exp.Create) and statement.kind == kind:
                 names.add(table_name(statement.this))
@@ -72,9 +72,15 @@ def test_every_file_renders_and_parses(name):
     assert parsed, f"{name}: no statements"
     text = snowflake.render(name, NAMES)
     assert "{{" not in text and "{%" not in text
-    if name.startswith(("setup/", "events/", "retail/", "totesys/")):
+    if name.startswith(("setup/", "events/", "retail/", "totesys/")) and name != snowflake.INTEGRATION_FILE:
         # What the fake runs, sqlglot understands fully (no fallback to an opaque Command).
         assert not [s for s in parsed if isinstance(s, exp.Command)], name
+
+
+def test_setup_applies_the_integration_alone_or_the_objects_with_snowpipe_when_asked():
+    assert snowflake.setup_files(integration=True) == [snowflake.INTEGRATION_FILE]
+    assert snowflake.setup_files() == list(snowflake.SETUP_FILES)
+    assert snowflake.setup_files(snowpipe=True)[-4:] == list(snowflake.SNOWPIPE_FILES)
 
 
 def test_a_missing_name_fails_instead_of_rendering_empty():
@@ -83,7 +89,7 @@ def test_a_missing_name_fails_instead_of_rendering_empty():
 
 
 def test_every_setup_object_is_rerunnable_and_qualified():
-    for name in snowflake.setup_files(integration=True, snowpipe=False):
+    for name in [*snowflake.setup_files(), snowflake.INTEGRATION_FILE]:
         for statement in statements(name):
             if isinstance(statement, exp.Create):
                 assert statement.args.get("exists") or statement.args.get("replace"), statement.sql()[:80]
@@ -99,8 +105,11 @@ def test_stages_point_at_the_buckets_through_the_integration():
     local = snowflake.render("setup/030_stages.sql", snowflake.SnowflakeSettings().names(Names()))
     assert "STORAGE_INTEGRATION" not in local  # the local fake reads S3 without one
     integration = snowflake.render("setup/020_storage_integration.sql", NAMES)
-    assert SETTINGS.storage_role_arn in integration
-    assert "'s3://conveyor-dev-curated/'" in integration
+    locations = "('s3://conveyor-dev-curated/', 's3://conveyor-dev-stage/', 's3://conveyor-dev-processed/')"
+    # Created once (its external id is in the trust policy); the ALTER keeps its locations current.
+    assert integration.count(f"STORAGE_ALLOWED_LOCATIONS = {locations}") == 2
+    assert "ALTER STORAGE INTEGRATION CONVEYOR_S3 SET" in integration
+    assert "GRANT EXECUTE TASK ON ACCOUNT TO ROLE CONVEYOR_LOADER" in integration
 
 
 def test_loads_copy_into_tables_the_setup_creates_from_its_stages():
@@ -122,7 +131,7 @@ def test_merges_write_tables_the_setup_creates():
     assert "ANALYTICS.EVENTS.RAW_EVENTS_PENDING" in views
     for name in ("events/merge_orders.sql", "retail/merge_users.sql", "retail/merge_transactions.sql"):
         for merge in statements(name):
-            assert isinstance(merge, exp.Merge)
+            assert isinstance(merge, (exp.Merge, exp.Delete))
             assert table_name(merge.this) in tables
 
 
@@ -171,14 +180,22 @@ def test_streams_watch_raw_tables_and_tasks_merge_them_with_the_airflow_merge():
         assert f"SYSTEM$STREAM_HAS_DATA('{stream}')" in tasks
         body = snowflake.render(merge_file, {**NAMES, "source": stream})
         merges = [
-            m.sql(dialect="snowflake", comments=False) for m in sqlglot.parse(body, read="snowflake") if m
+            m.sql(dialect="snowflake", comments=False)
+            for m in sqlglot.parse(body, read="snowflake")
+            if isinstance(m, exp.Merge)
         ]
         for merge in merges:  # the task runs exactly the Airflow MERGE, reading the stream
             assert merge in _task_merges(tasks), merge[:120]
+    assert "DELETE FROM ANALYTICS.EVENTS.ORDER_ITEMS AS i" in tasks  # the order task's stale lines too
     parsed = statements("snowpipe/140_tasks.sql")
-    assert [command_text(s).split()[0:2] for s in parsed] == [["CREATE", "TASK"]] * 3 + [
-        ["ALTER", "TASK"]
-    ] * 3
+    tasks = (
+        "ANALYTICS.EVENTS.MERGE_ORDERS",
+        "ANALYTICS.RETAIL.MERGE_USERS",
+        "ANALYTICS.RETAIL.MERGE_TRANSACTIONS",
+    )
+    assert [command_text(s).split()[0:5] for s in parsed] == [
+        ["CREATE", "OR", "REPLACE", "TASK", task] for task in tasks
+    ] + [["ALTER", "TASK", task, "RESUME"] for task in tasks]
 
 
 def _task_merges(tasks_sql: str) -> set[str]:
@@ -211,7 +228,8 @@ def test_copy_report_sorts_files_and_names_the_failures():
         [{"status": "Copy executed with 0 files processed."}],
     ]
     report = snowflake.CopyReport.from_results(results)
-    assert (report.rows, report.skipped, len(report.loaded)) == (3, 1, 1)
+    assert (report.rows, len(report.loaded), len(report.failed)) == (3, 1, 1)
+    assert report.to_dict() == {"files": 1, "rows": 3, "failed": report.failed}
     message = report.failure_message("curated")
     assert message.startswith("1 curated file(s) not loaded") and "c.json: Malformed JSON" in message
     assert snowflake.CopyReport.from_results(results[:1][:0]).failure_message("x") is None

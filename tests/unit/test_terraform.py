@@ -601,11 +601,11 @@ def test_network_new_vpc_or_existing_subnets():
     assert "ingress" not in resource(mwaa, "aws_default_security_group.this")
 
 
-def test_snowflake_role_reads_only_curated_and_stage():
+def test_snowflake_role_reads_only_the_buckets_it_loads_from():
     call = root()["module"]["snowflake_integration"]
     assert (
         call["readable_buckets"]
-        == '${{for kind in ["curated", "stage"] : kind => module.storage.buckets[kind].arn}}'
+        == '${{for kind in ["curated", "stage", "processed"] : kind => module.storage.buckets[kind].arn}}'
     )
     doc = statements(data(child("snowflake_integration"), "aws_iam_policy_document.read_buckets"))
     actions = {a for s in doc for a in s["actions"]}

@@ -4,7 +4,7 @@ variable "name_prefix" {
 }
 
 variable "readable_buckets" {
-  description = "Buckets Snowflake loads from (kind -> ARN): curated (Snowpipe JSON) and stage (retail files)."
+  description = "Buckets Snowflake loads from (kind -> ARN): curated (JSON events), stage (retail files), processed (ToteSys star)."
   type        = map(string)
 }
 

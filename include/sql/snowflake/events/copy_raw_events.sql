@@ -1,6 +1,6 @@
 -- Load the curated JSON documents (newline-delimited or one per file) into RAW_EVENTS.
--- Snowflake's load metadata skips a file already loaded into this table (by Airflow or by the
--- Snowpipe beside it), so replays and both paths together never double-load.
+-- Snowflake's load metadata (per table, 64 days) skips a file this COPY loaded before, so replays
+-- and retries never double-load. (A pipe keeps its own history: use the pipes or this, not both.)
 -- ON_ERROR = SKIP_FILE: a malformed file loads nothing and comes back LOAD_FAILED with its first
 -- error; the other files load and merge, then the run fails naming it. The file stays in curated;
 -- fixed (rewritten), it is a new file to the load metadata and the next run loads it.

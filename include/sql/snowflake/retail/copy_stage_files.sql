@@ -1,6 +1,6 @@
 -- Load the retail stage files into the raw tables: users from user/, transactions from
 -- transactions/, each as CSV with a header or as JSON lines (retail_data_generator writes either).
--- Load metadata skips files loaded before (by Airflow or the retail Snowpipes); ON_ERROR =
+-- Load metadata skips files loaded before (a pipe keeps its own: pipes or this, not both); ON_ERROR =
 -- SKIP_FILE as for the curated events: a bad file is reported by name and the others load.
 COPY INTO {{ db }}.RETAIL.USERS_RAW
   (USER_ID, FIRST_NAME, LAST_NAME, EMAIL, COUNTRY, CITY, SIGNUP_TS, MARKETING_OPT_IN, FILE_NAME, LOADED_AT)

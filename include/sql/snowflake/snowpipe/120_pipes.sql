@@ -1,6 +1,7 @@
 -- Snowpipe, for those who load without Airflow: each pipe runs its COPY when S3 notifies the
--- topic Terraform created (curated-events, stage-events). Snowpipe and the Airflow loads may run
--- together: the load metadata is per table, so neither loads a file the other loaded.
+-- topic Terraform created (curated-events, stage-events). Use the pipes or the Airflow loads, not
+-- both: a pipe keeps its own load history (14 days), which bulk COPY does not see, and the other
+-- way round, so both would load every file twice into the raw tables.
 -- AUTO_INGEST pipes need the storage integration's IAM role allowed to subscribe to the topics.
 CREATE PIPE IF NOT EXISTS {{ db }}.EVENTS.RAW_EVENTS_PIPE
   AUTO_INGEST = TRUE

@@ -1,7 +1,8 @@
 -- Tasks that merge each stream's delta into its target, with the same MERGE the Airflow DAGs run
 -- (included from events/ and retail/, its source the stream). They run only when their stream has
--- data; created suspended, then resumed.
-CREATE TASK IF NOT EXISTS {{ db }}.EVENTS.MERGE_ORDERS
+-- data. OR REPLACE: a changed MERGE reaches the task (its stream keeps its offset); a task is
+-- created suspended, then resumed.
+CREATE OR REPLACE TASK {{ db }}.EVENTS.MERGE_ORDERS
   WAREHOUSE = {{ task_warehouse }}
   SCHEDULE = '{{ task_schedule }}'
   WHEN SYSTEM$STREAM_HAS_DATA('{{ db }}.EVENTS.RAW_EVENTS_STREAM')
@@ -14,14 +15,14 @@ CREATE TASK IF NOT EXISTS {{ db }}.EVENTS.MERGE_ORDERS
   END;
   $$;
 
-CREATE TASK IF NOT EXISTS {{ db }}.RETAIL.MERGE_USERS
+CREATE OR REPLACE TASK {{ db }}.RETAIL.MERGE_USERS
   WAREHOUSE = {{ task_warehouse }}
   SCHEDULE = '{{ task_schedule }}'
   WHEN SYSTEM$STREAM_HAS_DATA('{{ db }}.RETAIL.USERS_RAW_STREAM')
   AS
 {% with source = db ~ ".RETAIL.USERS_RAW_STREAM" %}{% include "retail/merge_users.sql" %}{% endwith %}
 
-CREATE TASK IF NOT EXISTS {{ db }}.RETAIL.MERGE_TRANSACTIONS
+CREATE OR REPLACE TASK {{ db }}.RETAIL.MERGE_TRANSACTIONS
   WAREHOUSE = {{ task_warehouse }}
   SCHEDULE = '{{ task_schedule }}'
   WHEN SYSTEM$STREAM_HAS_DATA('{{ db }}.RETAIL.TRANSACTIONS_RAW_STREAM')
