@@ -116,6 +116,18 @@ def connection(port: int, database: str = "CONVEYOR") -> dict:
     }
 
 
+def apply_setup(connection) -> None:
+    """What `snowflake_setup` creates with its default Params (the same files, in order), through
+    a DB-API connection to the fake: `make services` and the tests start from it."""
+    from conveyor import snowflake as sql
+    from conveyor.resources import Names
+
+    names = sql.SnowflakeSettings().names(Names())
+    for name in sql.setup_files():
+        for cursor in connection.execute_string(sql.render(name, names)):
+            cursor.fetchall()
+
+
 # --- the server side: COPY INTO over S3 ----------------------------------------------------------
 
 

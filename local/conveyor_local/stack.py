@@ -170,18 +170,14 @@ def _provision_snowflake(state: dict) -> None:
     """What `snowflake_setup` creates (its default Params), on the fake: the same files, in order."""
     import snowflake.connector
 
-    from conveyor import snowflake as sql
     from conveyor_local import fake_snowflake
 
     fake_snowflake.route_http(snowflake.connector)
     conn = fake_snowflake.connection(state["snowflake"]["port"])
-    names = sql.SnowflakeSettings().names(resources.Names())
     with snowflake.connector.connect(
         user=conn["login"], password=conn["password"], schema=conn["schema"], **conn["extra"]
     ) as connection:
-        for name in sql.setup_files():
-            for cursor in connection.execute_string(sql.render(name, names)):
-                cursor.fetchall()
+        fake_snowflake.apply_setup(connection)
 
 
 # --- Postgres ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from conftest import run_dag, task_states
 from conveyor import snowflake
 from conveyor.resources import Names
 from conveyor.retail import generator
+from conveyor_local import fake_snowflake
 
 pytestmark = pytest.mark.integration
 
@@ -42,11 +43,15 @@ def put_lines(s3, bucket: str, key: str, documents: list[dict]) -> None:
 
 
 @pytest.fixture
-def snowflake_db(snowflake_conn, moto_server):
-    """The fake Snowflake after snowflake_setup ran through Airflow; yields (query, s3)."""
-    run = run_dag("snowflake_setup")
-    assert run.state == "success", task_states(run)
+def snowflake_db(snowflake_conn, moto_server, request):
+    """The fake Snowflake with what snowflake_setup creates (through Airflow for the setup test,
+    the same files applied directly for the others); yields (query, s3)."""
     conn = snowflake_conn()
+    if request.node.get_closest_marker("setup_through_airflow"):
+        run = run_dag("snowflake_setup")
+        assert run.state == "success", task_states(run)
+    else:
+        fake_snowflake.apply_setup(conn)
     cursor = conn.cursor()
 
     def query(sql: str) -> list[tuple]:
@@ -56,6 +61,7 @@ def snowflake_db(snowflake_conn, moto_server):
     conn.close()
 
 
+@pytest.mark.setup_through_airflow
 def test_setup_creates_every_object_and_is_rerunnable(snowflake_db):
     query, _ = snowflake_db
     tables = {
