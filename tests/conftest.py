@@ -149,27 +149,13 @@ def snowflake_conn(_fake_snowflake_port, moto_server, monkeypatch):
     """A new, empty fake Snowflake (fakesnow's server, with the local stack's COPY INTO additions)
     reading S3 from this test's moto server; `snowflake_default` points at it. Yields a function
     that opens a DB-API connection to it."""
-    import snowflake.connector
-
     from conveyor_local import fake_snowflake
 
     fake_snowflake.reset(moto_server["endpoint_url"], "testing", "testing", REGION)
-    conn = fake_snowflake.connection(_fake_snowflake_port)
-    monkeypatch.setenv("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(conn))
-
-    def connect():
-        extra = conn["extra"]
-        return snowflake.connector.connect(
-            user=conn["login"],
-            password=conn["password"],
-            account=extra["account"],
-            host=extra["host"],
-            port=extra["port"],
-            database=extra["database"],
-            schema=conn["schema"],
-        )
-
-    yield connect
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(fake_snowflake.connection(_fake_snowflake_port))
+    )
+    yield lambda: fake_snowflake.connect(_fake_snowflake_port)
 
 
 @pytest.fixture(scope="session")

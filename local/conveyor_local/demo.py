@@ -164,15 +164,9 @@ def s3_event_copy(info: dict) -> None:
 
 def snowflake_query(info: dict, sql: str) -> list[tuple]:
     """Rows from the local fake Snowflake (as snowflake_default reaches it)."""
-    import snowflake.connector
-
     from conveyor_local import fake_snowflake
 
-    fake_snowflake.route_http(snowflake.connector)
-    conn = fake_snowflake.connection(info["snowflake"]["port"])
-    with snowflake.connector.connect(
-        user=conn["login"], password=conn["password"], schema=conn["schema"], **conn["extra"]
-    ) as connection:
+    with fake_snowflake.connect(info["snowflake"]["port"]) as connection:
         return connection.cursor().execute(sql).fetchall()
 
 

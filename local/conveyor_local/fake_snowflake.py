@@ -116,6 +116,21 @@ def connection(port: int, database: str = "CONVEYOR") -> dict:
     }
 
 
+def connect(port: int):
+    """A DB-API connection to the fake on `port`, as `snowflake_default` reaches it (over http)."""
+    import snowflake.connector
+
+    conn = connection(port)
+    return snowflake.connector.connect(
+        user=conn["login"],
+        password=conn["password"],
+        schema=conn["schema"],
+        protocol="http",
+        network_timeout=30,
+        **conn["extra"],
+    )
+
+
 def apply_setup(connection) -> None:
     """What `snowflake_setup` creates with its default Params (the same files, in order), through
     a DB-API connection to the fake: `make services` and the tests start from it."""

@@ -111,72 +111,63 @@ def moto_endpoint(state: dict) -> str:
 
 
 def _start_moto(state: dict) -> None:
-    moto = state.get("moto", {})
-    if _alive(moto.get("pid")):
+    _launch(
+        state,
+        "moto",
+        lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        health_path="/moto-api/",
+        timeout=30,
+        preferred_port=int(os.environ.get("CONVEYOR_MOTO_PORT", 0)),
+    )
+
+
+def _launch(state, name: str, command, health_path: str, timeout: float, preferred_port: int = 0) -> None:
+    """Start a server of the stack in the background (unless its recorded pid lives), on the port
+    it had before (connections point there) unless that is taken; record it in `state[name]`."""
+    if _alive(state.get(name, {}).get("pid")):
         return
-    port = int(os.environ.get("CONVEYOR_MOTO_PORT", 0)) or moto.get("port")
+    port = preferred_port or state.get(name, {}).get("port")
     if port and not _port_free(port):
-        print(f"port {port}, where moto listened before, is taken: moto moves (run `make services` again)")
+        print(
+            f"port {port}, where {name} listened before, is taken: {name} moves (run `make services` again)"
+        )
         port = None
     port = port or free_port()
-    log = local_dir() / "moto.log"
+    log = local_dir() / f"{name}.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    state["moto"] = {"pid": proc.pid, "port": port, "log": str(log)}
-    _wait_http(f"http://127.0.0.1:{port}/moto-api/", 30, "moto server", log)
+        proc = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    state[name] = {"pid": proc.pid, "port": port, "log": str(log)}
+    _wait_http(f"http://127.0.0.1:{port}{health_path}", timeout, name, log, proc)
 
 
 # --- the fake Snowflake -------------------------------------------------------------------------
 
 
 def _start_snowflake(state: dict) -> None:
-    snow = state.get("snowflake", {})
-    if _alive(snow.get("pid")):
-        return
-    port = snow.get("port")
-    if port and not _port_free(port):
-        port = None
-    port = port or free_port()
-    log = local_dir() / "snowflake.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "conveyor_local.fake_snowflake",
-                "--port",
-                str(port),
+    _launch(
+        state,
+        "snowflake",
+        lambda port: [
+            *(sys.executable, "-m", "conveyor_local.fake_snowflake", "--port", str(port)),
+            *(
                 "--s3-endpoint",
                 moto_endpoint(state),
                 "--aws-key",
                 ACCESS_KEY,
                 "--region",
                 resources.DEFAULT_REGION,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    state["snowflake"] = {"pid": proc.pid, "port": port, "log": str(log)}
-    _wait_http(f"http://127.0.0.1:{port}/", 60, "fake Snowflake", log, proc)
+            ),
+        ],
+        health_path="/",
+        timeout=60,
+    )
 
 
 def _provision_snowflake(state: dict) -> None:
     """What `snowflake_setup` creates (its default Params), on the fake: the same files, in order."""
-    import snowflake.connector
-
     from conveyor_local import fake_snowflake
 
-    fake_snowflake.route_http(snowflake.connector)
-    conn = fake_snowflake.connection(state["snowflake"]["port"])
-    with snowflake.connector.connect(
-        user=conn["login"], password=conn["password"], schema=conn["schema"], **conn["extra"]
-    ) as connection:
+    with fake_snowflake.connect(state["snowflake"]["port"]) as connection:
         fake_snowflake.apply_setup(connection)
 
 
