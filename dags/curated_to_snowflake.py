@@ -19,7 +19,7 @@ the last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
 from conveyor import snowflake
 from conveyor.assets import CURATED
@@ -56,9 +56,7 @@ def curated_to_snowflake():
                 print(f"would fail: {error['file']} (line {error['line']}): {error['error']}")
             print(f"validation: {len(errors)} error(s); nothing loaded")
             raise AirflowSkipException(f"validate_only: {len(errors)} error(s) found, nothing loaded")
-        report = snowflake.CopyReport.from_results(
-            snowflake.run_script(hook, snowflake.render("events/copy_raw_events.sql", names))
-        )
+        report = snowflake.CopyReport.copy(hook, "events/copy_raw_events.sql", names)
         print(report.summary())
         return report.to_dict()
 
@@ -76,9 +74,7 @@ def curated_to_snowflake():
 
     @task
     def check_loads(report: dict) -> None:
-        failed = snowflake.CopyReport(failed=report["failed"]).failure_message("curated")
-        if failed:
-            raise AirflowFailException(failed)  # retrying cannot change what the files hold
+        snowflake.fail_on_failed_files(report, "curated")
 
     report = copy_raw_events()
     report >> merge_orders() >> check_loads(report)

@@ -74,9 +74,7 @@ def processed_to_snowflake():
             names_from_variable(), window=name, partition=window["partition"]
         )
         hook = snowflake.hook()
-        report = snowflake.CopyReport.from_results(
-            snowflake.run_script(hook, snowflake.render("totesys/copy_window.sql", names))
-        )
+        report = snowflake.CopyReport.copy(hook, "totesys/copy_window.sql", names)
         copied = {
             table: sum(f["rows"] for f in report.loaded if f["file"].endswith(f"/{table}-{name}.parquet"))
             for table in STAR

@@ -18,7 +18,6 @@ and `RETAIL.TRANSACTIONS`, so the targets are the same whichever path loads them
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from conveyor import snowflake
 from conveyor.assets import STAGE
@@ -41,9 +40,7 @@ def stage_to_snowflake():
     @task
     def copy_stage_files() -> dict:
         names = snowflake.settings_from_variable().names(names_from_variable())
-        report = snowflake.CopyReport.from_results(
-            snowflake.run_script(snowflake.hook(), snowflake.render("retail/copy_stage_files.sql", names))
-        )
+        report = snowflake.CopyReport.copy(snowflake.hook(), "retail/copy_stage_files.sql", names)
         print(report.summary())
         return report.to_dict()
 
@@ -61,9 +58,7 @@ def stage_to_snowflake():
 
     @task
     def check_loads(report: dict) -> None:
-        failed = snowflake.CopyReport(failed=report["failed"]).failure_message("retail stage")
-        if failed:
-            raise AirflowFailException(failed)  # retrying cannot change what the files hold
+        snowflake.fail_on_failed_files(report, "retail stage")
 
     report = copy_stage_files()
     report >> merge_targets() >> check_loads(report)

@@ -179,6 +179,11 @@ class CopyReport:
             "(files loaded before are skipped and not listed)"
         )
 
+    @classmethod
+    def copy(cls, snowflake_hook, name: str, names: dict) -> CopyReport:
+        """Run the COPY statements of a `.sql` file; what they loaded and what failed, per file."""
+        return cls.from_results(run_script(snowflake_hook, render(name, names)))
+
     def failure_message(self, what: str) -> str | None:
         """A message naming every file that did not load, or None when all did."""
         if not self.failed:
@@ -189,6 +194,15 @@ class CopyReport:
             f"{len(self.failed)} {what} file(s) not loaded (ON_ERROR = SKIP_FILE; the rest loaded "
             f"and merged; fix or remove each file, then rerun): {shown}{more}"
         )
+
+
+def fail_on_failed_files(report: dict, what: str) -> None:
+    """A DAG's last step: fail, without retrying (the files will not change), naming every file a
+    COPY skipped (`report`: `CopyReport.to_dict()`)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if message := CopyReport(failed=report["failed"]).failure_message(what):
+        raise AirflowFailException(message)
 
 
 def validation_errors(results: list[list[dict]]) -> list[dict]:
