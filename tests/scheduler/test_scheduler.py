@@ -2,9 +2,8 @@
 LocalExecutor, metadata in Postgres) on the local stack, driven only through the public REST API
 the UI uses. No `dags test`: the scheduler creates and runs every run here.
 
-One Airflow for the module, in a temporary CONVEYOR_LOCAL_DIR on free ports, so it never touches a
-stack the developer has running. `totesys_etl` runs every minute here (its cron is an Airflow
-config option) so a scheduled run comes within a minute.
+One Airflow for the session (tests/scheduler/conftest.py), in a temporary CONVEYOR_LOCAL_DIR on
+free ports, so it never touches a stack the developer has running.
 """
 
 from __future__ import annotations
@@ -17,15 +16,8 @@ import pytest
 
 from conveyor.totesys import windows
 from conveyor_local import event_latency
-from conveyor_local.airflow_api import scratch_airflow
 
 pytestmark = pytest.mark.scheduler
-
-
-@pytest.fixture(scope="module")
-def airflow():
-    with scratch_airflow(AIRFLOW__CONVEYOR__TOTESYS_CRON="* * * * *") as scratch:
-        yield scratch
 
 
 def test_a_backfill_of_three_days_gives_three_successful_runs_each_writing_its_own_date(airflow):
