@@ -21,18 +21,27 @@ Lambda, transform Lambda, loader and Step Functions.
 * **Land** (one task per table): the window's file streams from S3 into `COPY
   staging.<table>_landed`; a rerun replaces its own window's rows; the count must match the
   manifest. `staging.<table>` is the newest version per primary key.
-* **Model**: `include/sql/warehouse/dim_*.sql` (type 1, with cascades), then `fact_*.sql` (one
-  row per version of an order or payment), one transaction each.
-* **Gate**: `check_columns` and `check_tables`: no null or duplicate keys, no fact row without
-  its dimension rows, one row per version. A failing check fails the run.
-* **Export**: the star rows the window wrote, as Parquet in the processed bucket at
-  `<star table>/YYYY/MM/DD/HHMM/<table>-<window start>-<window end>.parquet`. Emits `warehouse`
-  (row counts per star table) and `processed`.
+* **Prepare**: the warehouse migrations it lacks (`include/sql/warehouse/migrations/`, each once,
+  recorded in `staging.schema_migrations`); on most runs none, so no DDL and no locks.
+* **Model**: `include/sql/warehouse/dim_*.sql` (type 1, with cascades, each row with its source
+  version), then `fact_*.sql` (one row per version of an order or payment), one transaction each.
+* **Gate**: `check_tables`, one per star table, over every row the window covers (what it landed,
+  whoever modelled it first): each landed version has its fact row and each fact row its
+  dimension rows; each dimension row holds what the newest landed source rows say (compared
+  whole); counts match staging. A failing check fails the run, naming the check.
+* **Export**: the star rows the window covers, as Parquet in the processed bucket at
+  `<star table>/YYYY/MM/DD/HHMM/<table>-<window start>-<window end>.parquet`. A scheduled run
+  that failed after its model leaves nothing stranded: the next one widens over its window and
+  checks and exports those rows. Emits `warehouse` (row counts per star table) and `processed`.
 * **Config**: tables, primary keys and timestamp cursor columns from
   `include/config/totesys_tables.json`, or the Variable `totesys_tables_config` (`s3://bucket/key`
-  or the JSON itself), checked against the live catalog. Schedule, lag and statement timeout
+  or the JSON itself), checked against the live catalog and against what the star is built from
+  before anything is extracted (a missing table, another key or cursor, or a missing column fails
+  the run, naming them). An added table is extracted and landed (its staging table made from its
+  columns); the star models the tables it knows. Schedule, lag and statement timeout
   are Airflow config options `conveyor.totesys_cron` (default `*/3 * * * *`),
-  `conveyor.totesys_lag_seconds` (60) and `conveyor.totesys_statement_timeout_seconds` (900).
+  `conveyor.totesys_lag_seconds` (60) and `conveyor.totesys_statement_timeout_seconds` (900; every
+  source and warehouse session, the model and check operators' included).
 * **Params**: `full_snapshot` extracts every row instead of the delta; `output_format`.
 """
 
@@ -44,11 +53,7 @@ import logging
 from datetime import timedelta
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.common.sql.operators.sql import (
-    SQLColumnCheckOperator,
-    SQLExecuteQueryOperator,
-    SQLTableCheckOperator,
-)
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator, SQLTableCheckOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, Variable, chain, dag, get_current_context, task
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
@@ -63,7 +68,7 @@ from conveyor.resources import (
     WAREHOUSE_CONN_ID,
     names_from_variable,
 )
-from conveyor.totesys import tables, warehouse, windows
+from conveyor.totesys import gate, star, tables, warehouse, windows
 
 DAG_ID = "totesys_etl"
 DEFAULT_CONFIG = "config/totesys_tables.json"
@@ -127,7 +132,7 @@ def totesys_etl():
 
     @task
     def tables_to_extract() -> list[dict]:
-        """Read the table config and check every table and column against the live catalog."""
+        """Read the table config; check it against the live catalog and what the star is built from."""
         s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
         try:
             text, origin = config.config_text(
@@ -138,10 +143,13 @@ def totesys_etl():
             )
             specs = tables.parse_tables_config(text, origin=origin)
             with postgres.connect(TOTESYS_CONN_ID, STATEMENT_TIMEOUT) as conn:
-                for spec in specs:
-                    tables.catalog_columns(conn, spec)
+                columns = {spec.name: [c.name for c in tables.catalog_columns(conn, spec)] for spec in specs}
+            if problems := star.check_model_sources(specs, columns):
+                raise config.ConfigError(f"{origin}: {'; '.join(problems)}")
         except config.ConfigError as exc:
             raise AirflowFailException(str(exc)) from exc  # retrying cannot fix the config
+        for extra in sorted(set(columns) - set(star.MODEL_SOURCES)):
+            log.info("table %r is extracted and landed; the star does not model it", extra)
         return [s.to_dict() for s in specs]
 
     @task(map_index_template="{{ table_name }}")
@@ -204,10 +212,12 @@ def totesys_etl():
 
     @task
     def prepare_warehouse() -> dict:
-        """Create (or complete) the staging and star tables; refresh the ISO 4217 currency names."""
+        """Apply the warehouse migrations it lacks (none, on most runs); refresh the ISO 4217 names."""
         with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
-            warehouse.create_schema(conn)
-            return {"currency_names": warehouse.load_currency_names(conn)}
+            return {
+                "migrations": warehouse.migrate(conn),
+                "currency_names": warehouse.load_currency_names(conn),
+            }
 
     @task(map_index_template="{{ table_name }}")
     def land_table(entry: dict, window: dict) -> dict:
@@ -227,28 +237,27 @@ def totesys_etl():
         SQLExecuteQueryOperator(
             task_id=task_id,
             conn_id=WAREHOUSE_CONN_ID,
+            hook_params=postgres.hook_params(STATEMENT_TIMEOUT),
             sql=warehouse.model_files(group),
             parameters={"window": WINDOW_NAME},
             split_statements=False,
             return_last=False,
         )
-        for task_id, group in (("model_dimensions", warehouse.DIMENSIONS), ("model_facts", warehouse.FACTS))
+        for task_id, group in (("model_dimensions", star.DIMENSIONS), ("model_facts", star.FACTS))
     )
-    # The gate: no null or duplicate dimension keys; in the window's fact rows, no null reference,
-    # no row without its dimension rows, one row per version. (Landing already refused any count
-    # that differs from the manifest's.)
-    check_columns = SQLColumnCheckOperator.partial(
-        task_id="check_columns", conn_id=WAREHOUSE_CONN_ID, map_index_template="{{ task.table }}"
-    ).expand_kwargs([warehouse.column_checks(fact, WINDOW_SQL) for fact in warehouse.FACTS])
+    # The gate, one check per star table over the rows the window covers (see conveyor.totesys.gate):
+    # each landed version has its fact row and its dimension rows; each dimension row holds what
+    # the newest landed source rows say. (Landing already refused any count unlike the manifest's.)
     check_tables = SQLTableCheckOperator.partial(
-        task_id="check_tables", conn_id=WAREHOUSE_CONN_ID
-    ).expand_kwargs(
-        [warehouse.dimension_checks(), *(warehouse.fact_checks(fact, WINDOW_SQL) for fact in warehouse.FACTS)]
-    )
+        task_id="check_tables",
+        conn_id=WAREHOUSE_CONN_ID,
+        hook_params=postgres.hook_params(STATEMENT_TIMEOUT),
+        map_index_template="{{ task.table.rsplit(' AS ', 1)[-1] }}",
+    ).expand_kwargs(gate.all_checks(WINDOW_SQL))
 
     @task
     def export_star(window: dict) -> list[dict]:
-        """The star rows this window wrote, as Parquet in the processed bucket (one file a table)."""
+        """The star rows this window covers, as Parquet in the processed bucket (one file a table)."""
         with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
             return warehouse.export_all(
                 conn,
@@ -287,7 +296,7 @@ def totesys_etl():
         landed,
         model_dimensions,
         model_facts,
-        [check_columns, check_tables],
+        check_tables,
         exports,
     )
     declare_warehouse(exports, window)

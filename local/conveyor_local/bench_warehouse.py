@@ -65,7 +65,7 @@ def _warehouse(admin_dsn: str, name: str) -> str:
     params["dbname"] = name
     dsn = make_conninfo(**params)
     with psycopg.connect(dsn) as conn:
-        warehouse.create_schema(conn)
+        warehouse.migrate(conn)
         warehouse.load_currency_names(conn)
     return dsn
 
@@ -97,10 +97,10 @@ def model(dsn: str, window) -> None:
     import psycopg
 
     from conveyor import paths
-    from conveyor.totesys import warehouse
+    from conveyor.totesys import star, warehouse
 
     with psycopg.connect(dsn) as conn:
-        for group in (warehouse.DIMENSIONS, warehouse.FACTS):
+        for group in (star.DIMENSIONS, star.FACTS):
             for relative in warehouse.model_files(group):
                 conn.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
             conn.commit()

@@ -212,13 +212,13 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 def _star_fingerprint(conn) -> dict[str, str]:
     """A digest of every star table's rows (to show a rerun changes nothing)."""
-    from conveyor.totesys import warehouse
+    from conveyor.totesys import star
 
     return {
         table: conn.execute(
             f"SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} AS t"
         ).fetchone()[0]
-        for table in warehouse.STAR
+        for table in star.STAR
     }
 
 

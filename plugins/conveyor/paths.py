@@ -26,5 +26,5 @@ def include_dir() -> Path:
     raise FileNotFoundError(f"no include/ folder found; looked in {[str(c) for c in candidates if c]}")
 
 
-def sql_path(engine: str, name: str) -> Path:
-    return include_dir() / "sql" / engine / name
+def sql_path(engine: str, *names: str) -> Path:
+    return include_dir().joinpath("sql", engine, *names)

@@ -1,6 +1,9 @@
 """Postgres connections for tasks: through the provider's PostgresHook (psycopg 3), so every
-connection extra (`sslmode`, `sslrootcert`, `connect_timeout`, `application_name`, `options`, ...)
-is honoured as Airflow documents it, with the session's statement timeout and time zone set.
+connection extra (`sslmode`, `sslrootcert`, `connect_timeout`, `application_name`, ...) is
+honoured as Airflow documents it, with the session's statement timeout and time zone set.
+
+Operators that open their own connections (`SQLExecuteQueryOperator`, the check operators) get
+the same session settings through `hook_params(...)`: libpq's `options` at connection start.
 """
 
 from __future__ import annotations
@@ -10,6 +13,17 @@ from datetime import timedelta
 
 class SourceUnavailable(RuntimeError):
     """The database could not be reached or a statement timed out; a retry may succeed."""
+
+
+def session_options(statement_timeout: timedelta) -> str:
+    """libpq `options` that start a session with the statement timeout and UTC as its time zone."""
+    return f"-c statement_timeout={int(statement_timeout.total_seconds() * 1000)} -c TimeZone=UTC"
+
+
+def hook_params(statement_timeout: timedelta) -> dict:
+    """`hook_params` for the common-sql operators on a Postgres connection: the same session as
+    `connect` gives (a connection whose extra sets its own `options` replaces these)."""
+    return {"options": session_options(statement_timeout)}
 
 
 def connect(conn_id: str, statement_timeout: timedelta = timedelta(minutes=15)):

@@ -408,10 +408,10 @@ def test_dag_initial_snapshot_then_delta_into_the_warehouse(totesys_db, s3, ware
 
 
 def star_rows(warehouse_dsn) -> dict[str, list[tuple]]:
-    from conveyor.totesys import warehouse
+    from conveyor.totesys import star
 
     with psycopg.connect(warehouse_dsn) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in warehouse.STAR}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in star.STAR}
 
 
 def test_dag_bad_config_fails_without_retry(totesys_db, s3, monkeypatch):

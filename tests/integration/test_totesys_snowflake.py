@@ -16,6 +16,7 @@ from conveyor import paths, snowflake
 from conveyor.config import ConfigError
 from conveyor.resources import Names
 from conveyor.totesys import extract, tables, warehouse, windows
+from conveyor.totesys.star import DIMENSIONS, FACTS, STAR
 from conveyor_local import fake_snowflake, totesys_data
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def build_window(source, warehouse_db, s3, window: windows.Window) -> None:
     ]
     for entry in entries:
         warehouse.land(warehouse_db, s3, INGESTION, entry, window)
-    for group in (warehouse.DIMENSIONS, warehouse.FACTS):
+    for group in (DIMENSIONS, FACTS):
         for relative in warehouse.model_files(group):
             warehouse_db.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
         warehouse_db.commit()
@@ -82,14 +83,14 @@ def star(pg_database, warehouse_dsn, moto_server, snowflake_db):
     s3 = moto_server["session"].client("s3")
     with psycopg.connect(pg_database) as source, psycopg.connect(warehouse_dsn) as warehouse_db:
         totesys_data.create_schema(source)
-        warehouse.create_schema(warehouse_db)
+        warehouse.migrate(warehouse_db)
         warehouse.load_currency_names(warehouse_db)
         for index, window in enumerate(WINDOWS):
             change(source, index)
             build_window(source, warehouse_db, s3, window)
         postgres_star = {
             table: sorted(warehouse_db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-            for table in warehouse.STAR
+            for table in STAR
         }
     return snowflake_db, postgres_star
 
@@ -97,7 +98,7 @@ def star(pg_database, warehouse_dsn, moto_server, snowflake_db):
 def snowflake_star(query) -> dict[str, list[tuple]]:
     return {
         table: sorted(query(f"SELECT * FROM CONVEYOR.TOTESYS.{table.upper()}"), key=repr)
-        for table in warehouse.STAR
+        for table in STAR
     }
 
 
@@ -117,7 +118,7 @@ def test_windows_load_the_postgres_star_row_for_row_and_a_rerun_changes_nothing(
     assert loaded == postgres_star
     assert loaded != after_first  # the delta changed rows: a renamed department, new orders
     assert "Renamed 1" in {row[3] for row in loaded["dim_staff"]}
-    for table in warehouse.STAR:  # staging is emptied after each window's merge
+    for table in STAR:  # staging is emptied after each window's merge
         assert query(f"SELECT count(*) FROM CONVEYOR.TOTESYS.{table.upper()}_STAGING") == [(0,)]
 
     run = run_dag("processed_to_snowflake", window=WINDOWS[0].name)  # a rerun of an older window

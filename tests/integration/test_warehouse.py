@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from conveyor import paths
-from conveyor.totesys import extract, tables, warehouse, windows
+from conveyor.totesys import extract, gate, star, tables, warehouse, windows
 from conveyor_local import totesys_data
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,7 @@ class Pipeline:
     def __init__(self, source_dsn: str, warehouse_dsn: str, s3):
         self.source_dsn, self.warehouse_dsn, self.s3 = source_dsn, warehouse_dsn, s3
         with psycopg.connect(warehouse_dsn) as conn:
-            warehouse.create_schema(conn)
+            warehouse.migrate(conn)
             warehouse.load_currency_names(conn)
 
     def extract(self, window: windows.Window) -> list[dict]:
@@ -139,18 +139,28 @@ class Pipeline:
     def model(self, window: windows.Window) -> None:
         """The model SQL files as model_dimensions and model_facts run them: a transaction each."""
         with psycopg.connect(self.warehouse_dsn) as conn:
-            for group in (warehouse.DIMENSIONS, warehouse.FACTS):
+            for group in (star.DIMENSIONS, star.FACTS):
                 for relative in warehouse.model_files(group):
                     conn.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
                 conn.commit()
 
     def run(self, index: int) -> None:
-        window = WINDOWS[index]
+        self.run_window(WINDOWS[index])
+
+    def run_window(self, window: windows.Window) -> None:
         self.land(window, self.extract(window))
         self.model(window)
 
-    def rows(self, table: str, columns: str = "*", order: str = "1") -> list[tuple]:
+    def rows(self, table: str, columns: str | None = None, order: str = "1") -> list[tuple]:
+        """A table's rows; by default every column but a dimension's source_version (checked apart)."""
         with psycopg.connect(self.warehouse_dsn) as conn:
+            if columns is None:
+                schema, _, name = table.rpartition(".")
+                columns = ", ".join(
+                    c.name
+                    for c in tables.table_columns(conn, name, schema or "public")
+                    if c.name != "source_version"
+                )
             return conn.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
 
     def star(self) -> dict[str, list[tuple]]:
@@ -158,7 +168,7 @@ class Pipeline:
         order the windows ran in), sorted."""
         with psycopg.connect(self.warehouse_dsn) as conn:
             out = {}
-            for table in warehouse.STAR:
+            for table in star.STAR:
                 names = [
                     c.name
                     for c in tables.table_columns(conn, table)
@@ -276,10 +286,10 @@ def test_every_dimension_and_fact_holds_the_rows_the_source_says(pipeline, three
 
 def test_rerunning_a_window_changes_nothing(pipeline, three_windows):
     run_in_order(pipeline, three_windows, [0, 1, 2])
-    before = {table: pipeline.rows(table) for table in warehouse.STAR}
+    before = {table: pipeline.rows(table) for table in star.STAR}
     landed_before = pipeline.rows("staging.sales_order_landed", order="1, 12")
     run_in_order(pipeline, three_windows, [1])  # land and model window 1 again
-    assert {table: pipeline.rows(table) for table in warehouse.STAR} == before
+    assert {table: pipeline.rows(table) for table in star.STAR} == before
     assert pipeline.rows("staging.sales_order_landed", order="1, 12") == landed_before, (
         "the window replaced its rows"
     )
@@ -311,41 +321,126 @@ def _check(operator_class, arguments: dict):
     operator.execute({})
 
 
-def test_the_checks_pass_on_a_good_window_and_catch_a_planted_orphan(pipeline, three_windows):
-    from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator, SQLTableCheckOperator
+def gate_failures(window: windows.Window) -> dict[str, str]:
+    """Run the gate (one SQLTableCheckOperator per star table, as check_tables does) over what
+    `window` covers; {table: the error} for each table whose checks failed."""
+    from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
     from airflow.sdk.exceptions import AirflowException
 
-    run_in_order(pipeline, three_windows, [0, 1, 2])
-    for index in range(3):
-        window_sql = f"'{WINDOWS[index].name}'"
-        for fact in warehouse.FACTS:
-            _check(SQLColumnCheckOperator, warehouse.column_checks(fact, window_sql))
-            _check(SQLTableCheckOperator, warehouse.fact_checks(fact, window_sql))
-    _check(SQLTableCheckOperator, warehouse.dimension_checks())
+    failures = {}
+    for table in star.STAR:
+        try:
+            _check(SQLTableCheckOperator, gate.checks(table, f"'{window.name}'"))
+        except AirflowException as exc:
+            failures[table] = str(exc)
+    return failures
 
-    with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a sales order whose staff member is unknown
-        conn.execute("UPDATE fact_sales_order SET sales_staff_id = 999 WHERE sales_record_id = 3")
-    window_sql = f"'{WINDOWS[2].name}'"
-    with pytest.raises(AirflowException, match=r"sales_staff_id_in_dim_staff"):
-        _check(SQLTableCheckOperator, warehouse.fact_checks("fact_sales_order", window_sql))
-    with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a dimension key twice
-        conn.execute("ALTER TABLE dim_design DROP CONSTRAINT dim_design_pkey")
-        conn.execute("INSERT INTO dim_design VALUES (1, 'x', 'y', 'z', 'w')")
-    with pytest.raises(AirflowException, match=r"dim_design_keys_unique"):
-        _check(SQLTableCheckOperator, warehouse.dimension_checks())
-    with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a fact row that lost its reference
-        conn.execute("ALTER TABLE fact_payment ALTER COLUMN currency_id DROP NOT NULL")
-        conn.execute("UPDATE fact_payment SET currency_id = NULL WHERE payment_id = 2")
-    with pytest.raises(AirflowException, match=r"currency_id"):
-        _check(SQLColumnCheckOperator, warehouse.column_checks("fact_payment", window_sql))
+
+def test_the_gate_passes_every_good_window(pipeline, three_windows):
+    run_in_order(pipeline, three_windows, [0, 1, 2])
+    assert [gate_failures(window) for window in WINDOWS] == [{}, {}, {}]
+    run_in_order(pipeline, three_windows, [0])  # a rerun of an old window checks as good too
+    assert gate_failures(WINDOWS[0]) == {}
 
 
 def test_a_window_without_orders_checks_and_passes(pipeline, three_windows):
-    from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
-
     run_in_order(pipeline, three_windows, [0, 1])  # window 1 holds no purchase order and no payment
-    for fact in warehouse.FACTS:
-        _check(SQLTableCheckOperator, warehouse.fact_checks(fact, f"'{WINDOWS[1].name}'"))
+    assert gate_failures(WINDOWS[1]) == {}
+
+
+# Each defect the gate exists for, planted without touching a constraint: (window, SQL, the
+# failing table, the check that names it).
+DEFECTS = {
+    "a missing fact version": (
+        1,
+        "DELETE FROM fact_sales_order WHERE sales_order_id = 1 AND units_sold = 120",
+        "fact_sales_order",
+        "fact_sales_order_versions_landed_are_facts",
+    ),
+    "a dimension row with stale values": (
+        1,  # the department rename cascaded to staff 1 in window 1
+        "UPDATE dim_staff SET department_name = 'Sales' WHERE staff_id = 1",
+        "dim_staff",
+        "dim_staff_rows_match_source",
+    ),
+    "a dimension row left at an older version": (
+        1,  # address 1 moved in window 1; its row still says where it was
+        "UPDATE dim_location SET city = 'Kraków', postal_code = '30-001', "
+        "source_version = source_version - 3600000000 WHERE location_id = 1",
+        "dim_location",
+        "dim_location_rows_match_source",
+    ),
+    "a missing dimension row": (
+        2,
+        "DELETE FROM dim_transaction WHERE transaction_id = 3",
+        "dim_transaction",
+        "dim_transaction_rows_present",
+    ),
+    "an orphan fact row": (
+        2,  # payment 2 (window 2) is in EUR
+        "DELETE FROM dim_currency WHERE currency_id = 2",
+        "fact_payment",
+        "fact_payment_currency_id_in_dim_currency",
+    ),
+    "a dimension row no source row has": (
+        0,
+        "INSERT INTO dim_payment_type VALUES (9, 'GIFT_CARD', 'w', 0)",
+        "dim_payment_type",
+        "dim_payment_type_count_matches_staging",
+    ),
+    "a date with the wrong parts": (
+        2,
+        "UPDATE dim_date SET day_name = 'Caturday' WHERE date_id = '2024-04-05'",
+        "dim_date",
+        "dim_date_parts_right",
+    ),
+}
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+def test_the_gate_fails_on_each_planted_defect_naming_it(pipeline, three_windows, defect):
+    index, plant, table, check = DEFECTS[defect]
+    run_in_order(pipeline, three_windows, [0, 1, 2])
+    with psycopg.connect(pipeline.warehouse_dsn) as conn:
+        conn.execute(plant)
+    failures = gate_failures(WINDOWS[index])
+    assert table in failures, failures
+    assert check in failures[table], failures[table]
+
+
+def test_a_widened_window_checks_and_exports_the_rows_a_failed_run_modelled(pipeline, three_windows):
+    """A scheduled run lands and models window 1, then fails (export, say): the watermark stays.
+    The next scheduled run's window widens back over window 1; its model changes nothing there
+    (those rows are current already), yet its gate and its export cover them."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    run_in_order(pipeline, three_windows, [0, 1])  # window 1: modelled, never exported
+    widened = windows.Window(WINDOWS[1].start, WINDOWS[2].end, widened_from=WINDOWS[2].start)
+    pipeline.run_window(widened)  # the source has moved on to window 2's changes too
+    assert gate_failures(widened) == {}
+    with psycopg.connect(pipeline.warehouse_dsn) as conn:
+        exported = {e["table"]: e for e in warehouse.export_all(conn, pipeline.s3, PROCESSED, widened)}
+
+    def rows(table):
+        body = pipeline.s3.get_object(Bucket=PROCESSED, Key=exported[table]["key"])["Body"].read()
+        return pq.read_table(io.BytesIO(body)).to_pylist()
+
+    # Window 1's rows (written under its name, before the failure) and window 2's, all exported.
+    assert {(r["staff_id"], r["department_name"]) for r in rows("dim_staff")} == {
+        (1, "Sales & Marketing"),
+        (2, "Sales & Marketing"),
+    }
+    assert {r["location_id"] for r in rows("dim_location")} == {1}
+    assert {r["counterparty_id"] for r in rows("dim_counterparty")} == {1}
+    assert {(r["sales_order_id"], r["units_sold"]) for r in rows("fact_sales_order")} == {(1, 120), (2, 5)}
+    assert {r["payment_id"] for r in rows("fact_payment")} == {2}
+    assert {r["transaction_id"] for r in rows("dim_transaction")} == {3}
+    assert all(isinstance(r["source_version"], int) for r in rows("dim_staff"))
+    dates = {r["date_id"] for r in rows("dim_date")}
+    assert {at(1, 30).date(), at(2).date(), date(2024, 4, 5)} <= dates
+    assert exported["dim_design"]["rows"] == 0 and exported["dim_design"]["key"] is None
 
 
 def test_a_landing_that_disagrees_with_the_manifest_fails(pipeline, three_windows):
@@ -479,10 +574,14 @@ def test_the_export_writes_the_rows_a_window_wrote(pipeline, three_windows):
     assert (nothing["rows"], nothing["key"]) == (0, None)
 
 
-def test_the_schema_is_rerunnable(warehouse_dsn):
+# --- migrations: DDL once per schema version, never on a run's path --------------------------------
+
+
+def test_migrations_apply_once_in_order_and_make_what_the_code_declares(warehouse_dsn):
     with psycopg.connect(warehouse_dsn) as conn:
-        warehouse.create_schema(conn)
-        warehouse.create_schema(conn)
+        first = warehouse.migrate(conn)
+        assert warehouse.migrate(conn) == [], "a warehouse that is up to date runs no migration"
+        recorded = conn.execute("SELECT version, name FROM staging.schema_migrations ORDER BY 1").fetchall()
         names = {
             r[0]
             for r in conn.execute(
@@ -490,13 +589,114 @@ def test_the_schema_is_rerunnable(warehouse_dsn):
                 "WHERE table_schema IN ('public', 'staging')"
             )
         }
-    assert {f"public.{t}" for t in warehouse.STAR} <= names
+        landed = {
+            table: [c.name for c in tables.table_columns(conn, f"{table}_landed", "staging")]
+            for table in star.MODEL_SOURCES
+        }
+    assert first == [name for _, name in warehouse.migrations()]
+    assert first[:2] == ["001_baseline.sql", "002_window_coverage.sql"]
+    assert recorded == warehouse.migrations()
+    assert {f"public.{t}" for t in star.STAR} <= names
     assert {f"staging.{s.name}" for s in SPECS} | {f"staging.{s.name}_landed" for s in SPECS} <= names
+    assert {f"staging.{t}_window" for t in star.STAR} <= names
+    assert {f"staging.{d}_source" for d in star.DIMENSIONS if d != "dim_date"} <= names
+    for table, (key, columns, _) in star.MODEL_SOURCES.items():  # the declaration is the schema's
+        assert landed[table] == [key, *columns, "created_at", "last_updated", "window_name"], table
+
+
+def test_a_warehouse_made_before_migrations_adopts_them_and_its_rows_get_versions(pipeline, three_windows):
+    """A warehouse built by the old every-run schema.sql (migration 001's statements, no version
+    table) with rows in it: the first migrate applies 001 as a no-op and 002 on top, giving the
+    existing dimension rows the versions of the source rows they hold."""
+    with psycopg.connect(pipeline.warehouse_dsn) as conn:
+        conn.execute("DROP SCHEMA staging CASCADE")
+        conn.execute("DROP TABLE " + ", ".join(star.STAR))
+        conn.execute(paths.sql_path("warehouse", "migrations", "001_baseline.sql").read_text())
+        conn.commit()
+    pipeline.land(WINDOWS[0], three_windows[0])
+    with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a row the old model wrote
+        conn.execute(
+            "INSERT INTO dim_design SELECT design_id, design_name, file_location, file_name, 'old' "
+            "FROM staging.design"
+        )
+        assert warehouse.migrate(conn) == [name for _, name in warehouse.migrations()]
+        [(version, expected)] = conn.execute(
+            "SELECT d.source_version, staging.version_us(s.last_updated) FROM dim_design d "
+            "JOIN staging.design s USING (design_id)"
+        ).fetchall()
+    assert version == expected > 0
+    pipeline.model(WINDOWS[0])
+    assert gate_failures(WINDOWS[0]) == {}
+
+
+def test_a_long_read_on_a_staging_view_does_not_block_a_run(pipeline, three_windows, postgres_admin_dsn):
+    """An analyst's long query on a staging view holds a lock that DDL waits for (CREATE OR REPLACE
+    VIEW, CREATE INDEX): a run that applied the schema every time waited up to its statement
+    timeout. With migrations applied, a run's prepare, landing and model run beside it."""
+    import threading
+
+    run_in_order(pipeline, three_windows, [0])
+    reader = psycopg.connect(pipeline.warehouse_dsn, autocommit=True)
+    pid = reader.info.backend_pid
+    outcome = {}
+
+    def read():
+        try:
+            reader.execute("SELECT pg_sleep(120) FROM staging.address LIMIT 1")
+        except psycopg.errors.QueryCanceled:
+            outcome["cancelled"] = True
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:  # the read holds its locks
+            for _ in range(100):
+                sleeping = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event = 'PgSleep'", (pid,)
+                ).fetchone()[0]
+                if sleeping:
+                    break
+                threading.Event().wait(0.1)
+            assert sleeping, "the long read never started"
+        timed = Pipeline(  # the run's sessions give up after 10 s, as statement_timeout would make them
+            pipeline.source_dsn, f"{pipeline.warehouse_dsn} options='-c statement_timeout=10000'", pipeline.s3
+        )
+        timed.land(WINDOWS[1], three_windows[1])
+        timed.model(WINDOWS[1])
+        assert thread.is_alive(), "the read is still running: the run did not wait for it"
+    finally:
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+        thread.join(10)
+        reader.close()
+    assert outcome == {"cancelled": True}
+    assert gate_failures(WINDOWS[1]) == {}
+
+
+def test_every_warehouse_session_of_totesys_etl_has_the_statement_timeout(dagbag, warehouse_dsn):
+    """The model and check operators open their own connections: they get the same statement
+    timeout (and UTC) as the tasks that connect through conveyor.postgres."""
+    from airflow.providers.common.sql.operators.sql import SQLTableCheckOperator
+
+    dag = dagbag.get_dag("totesys_etl")
+    check_tables = dag.get_task("check_tables")
+    check = SQLTableCheckOperator(
+        task_id="check",
+        conn_id=check_tables.partial_kwargs["conn_id"],
+        hook_params=check_tables.partial_kwargs["hook_params"],
+        **gate.checks("dim_staff", "'w'"),
+    )
+    for operator in (dag.get_task("model_dimensions"), dag.get_task("model_facts"), check):
+        with operator.get_db_hook().get_conn() as conn:
+            settings = conn.execute(
+                "SELECT current_setting('statement_timeout'), current_setting('TimeZone')"
+            )
+            assert settings.fetchone() == ("15min", "UTC"), operator.task_id
 
 
 def test_currency_names_come_from_iso_4217(warehouse_dsn):
     with psycopg.connect(warehouse_dsn) as conn:
-        warehouse.create_schema(conn)
+        warehouse.migrate(conn)
         loaded = warehouse.load_currency_names(conn)
         names = dict(conn.execute("SELECT currency_code, currency_name FROM staging.iso_4217").fetchall())
     assert loaded > 150 and names["GBP"] == "Pound Sterling" and names["JPY"] == "Yen"

@@ -205,6 +205,7 @@ def stream_to_s3(
         "key": key if rows else None,
         "bytes": sink.bytes_written if sink else 0,
         "schema": {f.name: str(f.type) for f in schema},
+        "columns": schema.names,  # their order (an XCom in jsonb reorders the schema's keys)
     }
 
 

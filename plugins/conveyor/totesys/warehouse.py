@@ -1,49 +1,33 @@
-"""The warehouse side of totesys_etl (connection `warehouse_db`): land, model, check, export.
+"""The warehouse side of totesys_etl (connection `warehouse_db`): migrate, land, model, export.
 
-1. **Land**: a window's ingested Parquet streams from S3 (ranged reads, one row group at a time)
+1. **Migrate**: `include/sql/warehouse/migrations/NNN_*.sql`, each applied once, in order, and
+   recorded in `staging.schema_migrations`; a run whose warehouse is up to date runs no DDL at
+   all, so an analyst's long query on a staging view never stalls a run.
+2. **Land**: a window's ingested Parquet streams from S3 (ranged reads, one row group at a time)
    through Arrow's CSV writer into `COPY staging.<table>_landed`, tagged with the window; a rerun
    of the window replaces its own rows in the same transaction. `staging.<table>` (a view) is the
-   newest landed version per primary key.
-2. **Model**: `include/sql/warehouse/dim_*.sql` then `fact_*.sql`, each group one transaction.
-3. **Export**: the star rows a window wrote, streamed to Parquet in the processed bucket as the
-   extract streams ToteSys rows.
+   newest landed version per primary key. A table the config adds gets its landing table from
+   the extract's columns on first landing; the star models the tables it knows.
+3. **Model**: `include/sql/warehouse/dim_*.sql` then `fact_*.sql`, each group one transaction.
+4. **Export**: the star rows a window covers (`staging.<star table>_window`: built from what it
+   landed, whoever modelled them first), streamed to Parquet in the processed bucket.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import re
 
 from conveyor import paths
 from conveyor.s3 import S3ObjectReader
+from conveyor.totesys.star import STAR, STAR_KEYS
 from conveyor.totesys.windows import Window
 
-SCHEMA_SQL = ("warehouse", "schema.sql")
-DIMENSIONS = (
-    "dim_date",
-    "dim_staff",
-    "dim_location",
-    "dim_currency",
-    "dim_design",
-    "dim_counterparty",
-    "dim_payment_type",
-    "dim_transaction",
-)
-FACTS = ("fact_sales_order", "fact_purchase_order", "fact_payment")
-STAR = DIMENSIONS + FACTS
-# The key of each star table (facts: the source id and the version), for exports and checks.
-STAR_KEYS = {
-    "dim_date": ("date_id",),
-    "dim_staff": ("staff_id",),
-    "dim_location": ("location_id",),
-    "dim_currency": ("currency_id",),
-    "dim_design": ("design_id",),
-    "dim_counterparty": ("counterparty_id",),
-    "dim_payment_type": ("payment_type_id",),
-    "dim_transaction": ("transaction_id",),
-    "fact_sales_order": ("sales_order_id", "last_updated_date", "last_updated_time"),
-    "fact_purchase_order": ("purchase_order_id", "last_updated_date", "last_updated_time"),
-    "fact_payment": ("payment_id", "last_updated_date", "last_updated_time"),
-}
+log = logging.getLogger(__name__)
+
+MIGRATIONS = ("warehouse", "migrations")
+MIGRATION_FILE = re.compile(r"(?P<version>\d{3})_[a-z0-9_]+\.sql")
 ROW_BATCH = 16_384  # Parquet rows decoded and sent to COPY at a time (bigger batches: more memory, no faster)
 READ_BUFFER = 8 * 1024 * 1024  # bytes per ranged GET
 
@@ -57,10 +41,55 @@ def model_files(group: tuple[str, ...]) -> list[str]:
     return [f"sql/warehouse/{name}.sql" for name in group]
 
 
-def create_schema(conn) -> None:
-    """Create (or complete) every staging and star table; rerunnable."""
-    conn.execute(paths.sql_path(*SCHEMA_SQL).read_text())
-    conn.commit()
+def migrations() -> list[tuple[int, str]]:
+    """(version, file name) of every migration in include/sql/warehouse/migrations, in order."""
+    found = []
+    for path in sorted(paths.sql_path(*MIGRATIONS).iterdir()):
+        if match := MIGRATION_FILE.fullmatch(path.name):
+            found.append((int(match["version"]), path.name))
+    versions = [v for v, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two warehouse migrations share a number: {[n for _, n in found]}")
+    return found
+
+
+def _applied(conn) -> set[int]:
+    if conn.execute("SELECT to_regclass('staging.schema_migrations')").fetchone()[0] is None:
+        return set()
+    return {v for (v,) in conn.execute("SELECT version FROM staging.schema_migrations")}
+
+
+def migrate(conn) -> list[str]:
+    """Apply the migrations this warehouse lacks, in order, in one transaction; returns their names.
+
+    Up to date (every run but the first after a deploy): one read of the version table and no
+    DDL, so nothing waits on a lock a reader holds. Two runs that migrate at once take turns
+    (an advisory lock); the second finds nothing left to do. A failing migration applies nothing.
+    """
+    pending = [(v, name) for v, name in migrations() if v not in _applied(conn)]
+    conn.commit()  # end the read's transaction: nothing to hold while a run goes on
+    if not pending:
+        return []
+    done = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('conveyor.warehouse.migrate'))")
+        conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS staging.schema_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = _applied(conn)  # again, under the lock: another run may have applied them
+        for version, name in pending:
+            if version in applied:
+                continue
+            conn.execute(paths.sql_path(*MIGRATIONS, name).read_text())
+            conn.execute(
+                "INSERT INTO staging.schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+            done.append(name)
+    for name in done:
+        log.info("warehouse migration applied: %s", name)
+    return done
 
 
 def load_currency_names(conn) -> int:
@@ -119,6 +148,83 @@ def _chunks(source):
         yield buffer.getbuffer()
 
 
+# Postgres types for the Arrow types the extract writes (extract.arrow_type), for a landing
+# table made from an extract; anything else lands as text, as the extract wrote it.
+_PG_TYPES = {
+    "int16": "smallint",
+    "int32": "integer",
+    "int64": "bigint",
+    "double": "double precision",
+    "bool": "boolean",
+    "date32[day]": "date",
+    "timestamp[us]": "timestamp",
+    "timestamp[us, tz=UTC]": "timestamptz",
+    "time64[us]": "time",
+}
+_DECIMAL = re.compile(r"decimal128\((\d+), (\d+)\)")
+
+
+def _pg_type(arrow_type: str) -> str:
+    if match := _DECIMAL.fullmatch(arrow_type):
+        return f"numeric({match[1]}, {match[2]})"
+    return _PG_TYPES.get(arrow_type, "text")
+
+
+def _create_landing_table(conn, entry: dict) -> bool:
+    """Give a table the config added (one migrations/ does not know) its landing table and its
+    newest-version view, from the extract's columns; True when it made them.
+
+    The star models only the tables it knows; such a table lands beside them, ready for a model.
+    """
+    from psycopg import sql
+
+    table = entry["table"]
+    if conn.execute("SELECT to_regclass(%s)", (f"staging.{table}_landed",)).fetchone()[0] is not None:
+        return False
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"conveyor.land.create:{table}",))
+    if conn.execute("SELECT to_regclass(%s)", (f"staging.{table}_landed",)).fetchone()[0] is not None:
+        return False  # another landing made it while this one waited
+    types = entry["schema"]
+    names = entry.get("columns") or list(types)
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {landed} ({columns}, window_name text NOT NULL "
+            "DEFAULT current_setting('conveyor.window_name'))"
+        ).format(
+            landed=sql.Identifier("staging", f"{table}_landed"),
+            columns=sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_pg_type(types[name])))
+                for name in names
+            ),
+        )
+    )
+    conn.execute(
+        sql.SQL("CREATE INDEX ON {} (window_name)").format(sql.Identifier("staging", f"{table}_landed"))
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE VIEW {view} AS SELECT DISTINCT ON ({pk}) {columns} FROM {landed} "
+            "ORDER BY {pk}, {cursor} DESC, window_name DESC"
+        ).format(
+            view=sql.Identifier("staging", table),
+            pk=sql.Identifier(entry["primary_key"]),
+            cursor=sql.Identifier(entry["cursor"]),
+            columns=columns,
+            landed=sql.Identifier("staging", f"{table}_landed"),
+        )
+    )
+    log.warning(
+        "table %r is new to the warehouse: created staging.%s_landed and staging.%s from its extract "
+        "(%s); the star does not model it",
+        table,
+        table,
+        table,
+        ", ".join(f"{n} {_pg_type(types[n])}" for n in names),
+    )
+    return True
+
+
 def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     """Land one table's extract of `window` (its manifest entry) in staging.<table>_landed.
 
@@ -132,6 +238,7 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     landed = sql.Identifier("staging", f"{table}_landed")
     rows = 0
     with conn.transaction():
+        _create_landing_table(conn, entry)
         # Two runs may land the same window at once (a backfill runs beside the scheduled runs):
         # one at a time, or each would count only its own rows and both copies would stay.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"conveyor.land:{table}:{window.name}",))
@@ -160,24 +267,37 @@ def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
 
 
 def export_all(conn, s3, bucket: str, window: Window) -> list[dict]:
-    """Every star table's rows `window` wrote, one Parquet object per table that has any."""
+    """Every star table's rows `window` covers, one Parquet object per table that has any."""
     return [{"table": table, **export(conn, s3, bucket, table, window)} for table in STAR]
 
 
+def window_rows(table: str, window_sql) -> str:
+    """SQL: the rows of star table `table` that a window covers (`staging.<table>_window`): built
+    from what the window landed, whoever modelled them. `window_sql`: the window's name as a
+    literal (SQL text, or a psycopg Composable rendered to text)."""
+    keys = ", ".join(STAR_KEYS[table])
+    return (
+        f"SELECT * FROM {table} WHERE ({keys}) IN "
+        f"(SELECT {keys} FROM staging.{table}_window WHERE window_name = {window_sql})"
+    )
+
+
 def export(conn, s3, bucket: str, table: str, window: Window) -> dict:
-    """The star rows `window` wrote, as Parquet at `<table>/YYYY/MM/DD/HHMM/<table>-<window>.parquet`."""
+    """The star rows `window` covers, as Parquet at `<table>/YYYY/MM/DD/HHMM/<table>-<window>.parquet`.
+
+    What it covers, not what it last wrote: a scheduled run that failed after modelling leaves
+    its rows to the next scheduled run, whose widened window lands the same versions again.
+    """
     from psycopg import sql
 
     from conveyor.totesys import extract
     from conveyor.totesys.tables import table_columns
 
-    keys = STAR_KEYS[table]
     columns = [c for c in table_columns(conn, table) if c.name != "window_name"]
-    select = sql.SQL("SELECT {cols} FROM {table} WHERE window_name = {window} ORDER BY {keys}").format(
+    select = sql.SQL("SELECT {cols} FROM ({rows}) AS covered ORDER BY {keys}").format(
         cols=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
-        table=sql.Identifier(table),
-        window=sql.Literal(window.name),
-        keys=sql.SQL(", ").join(sql.Identifier(k) for k in keys),
+        rows=sql.SQL(window_rows(table, sql.Literal(window.name).as_string(conn))),
+        keys=sql.SQL(", ").join(sql.Identifier(k) for k in STAR_KEYS[table]),
     )
     return extract.stream_to_s3(
         conn, s3, bucket, extract.star_key(table, window), select, columns, table=table
@@ -192,92 +312,3 @@ def star_counts(conn) -> dict[str, int]:
         table: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
         for table in STAR
     }
-
-
-# --- the gate -------------------------------------------------------------------------------------
-
-# The dimension row each fact column must find (dates: dim_date).
-FACT_REFERENCES = {
-    "fact_sales_order": {
-        "sales_staff_id": ("dim_staff", "staff_id"),
-        "counterparty_id": ("dim_counterparty", "counterparty_id"),
-        "currency_id": ("dim_currency", "currency_id"),
-        "design_id": ("dim_design", "design_id"),
-        "agreed_delivery_location_id": ("dim_location", "location_id"),
-        "created_date": ("dim_date", "date_id"),
-        "last_updated_date": ("dim_date", "date_id"),
-        "agreed_payment_date": ("dim_date", "date_id"),
-        "agreed_delivery_date": ("dim_date", "date_id"),
-    },
-    "fact_purchase_order": {
-        "staff_id": ("dim_staff", "staff_id"),
-        "counterparty_id": ("dim_counterparty", "counterparty_id"),
-        "currency_id": ("dim_currency", "currency_id"),
-        "agreed_delivery_location_id": ("dim_location", "location_id"),
-        "created_date": ("dim_date", "date_id"),
-        "last_updated_date": ("dim_date", "date_id"),
-        "agreed_payment_date": ("dim_date", "date_id"),
-        "agreed_delivery_date": ("dim_date", "date_id"),
-    },
-    "fact_payment": {
-        "transaction_id": ("dim_transaction", "transaction_id"),
-        "counterparty_id": ("dim_counterparty", "counterparty_id"),
-        "currency_id": ("dim_currency", "currency_id"),
-        "payment_type_id": ("dim_payment_type", "payment_type_id"),
-        "created_date": ("dim_date", "date_id"),
-        "last_updated_date": ("dim_date", "date_id"),
-        "payment_date": ("dim_date", "date_id"),
-    },
-}
-
-
-def column_checks(fact: str, window_sql: str) -> dict:
-    """SQLColumnCheckOperator arguments: no null source id or reference in the window's rows of
-    a fact table."""
-    columns = (STAR_KEYS[fact][0], *FACT_REFERENCES[fact])
-    return {
-        "table": fact,
-        "column_mapping": {column: {"null_check": {"equal_to": 0}} for column in columns},
-        "partition_clause": f"window_name = {window_sql}",
-    }
-
-
-def dimension_checks() -> dict:
-    """SQLTableCheckOperator arguments: no null and no duplicate key in any dimension.
-
-    The checked "table" is a one-row subquery of counts, one pair per dimension."""
-    counts = []
-    for dim in DIMENSIONS:
-        [key] = STAR_KEYS[dim]
-        counts.append(f"(SELECT count(*) FILTER (WHERE {key} IS NULL) FROM {dim}) AS {dim}_null_keys")
-        counts.append(f"(SELECT count({key}) - count(DISTINCT {key}) FROM {dim}) AS {dim}_duplicate_keys")
-    checks = {}
-    for dim in DIMENSIONS:
-        checks[f"{dim}_keys_not_null"] = {"check_statement": f"{dim}_null_keys = 0"}
-        checks[f"{dim}_keys_unique"] = {"check_statement": f"{dim}_duplicate_keys = 0"}
-    return {"table": f"(SELECT {', '.join(counts)}) AS dimension_keys", "checks": checks}
-
-
-def fact_checks(fact: str, window_sql: str) -> dict:
-    """SQLTableCheckOperator arguments for the window's rows of a fact table: every row finds each
-    of its dimension rows, and there is one row per version.
-
-    The checked "table" is a one-row subquery of counts, so a window with no rows in this fact
-    table checks (and passes) too instead of leaving the operator nothing to read.
-    """
-    references = FACT_REFERENCES[fact]
-    keys = ", ".join(STAR_KEYS[fact])
-    counts = [
-        f"count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {dim} AS d WHERE d.{key} = f.{column})) AS missing_{column}"
-        for column, (dim, key) in references.items()
-    ]
-    counts.append(f"count(*) - count(DISTINCT ({keys})) AS duplicate_versions")
-    source = (
-        f"(SELECT {', '.join(counts)} FROM {fact} AS f WHERE f.window_name = {window_sql}) AS window_rows"
-    )
-    checks = {
-        f"{column}_in_{dim}": {"check_statement": f"missing_{column} = 0"}
-        for column, (dim, _) in references.items()
-    }
-    checks["one_row_per_version"] = {"check_statement": "duplicate_versions = 0"}
-    return {"table": source, "checks": checks}
