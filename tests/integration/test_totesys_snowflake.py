@@ -97,8 +97,7 @@ def star(pg_database, warehouse_dsn, moto_server, snowflake_db):
 
 def snowflake_star(query) -> dict[str, list[tuple]]:
     return {
-        table: sorted(query(f"SELECT * FROM CONVEYOR.TOTESYS.{table.upper()}"), key=repr)
-        for table in STAR
+        table: sorted(query(f"SELECT * FROM CONVEYOR.TOTESYS.{table.upper()}"), key=repr) for table in STAR
     }
 
 
@@ -146,6 +145,38 @@ def test_windows_load_the_postgres_star_row_for_row_and_a_rerun_changes_nothing(
 def test_windows_out_of_order_give_the_same_tables(star):
     query, postgres_star = star
     load(1, 0)  # the older window's versions of the renamed and moved rows must not win
+    assert snowflake_star(query) == postgres_star
+
+
+def test_a_repair_of_an_old_interval_after_a_later_cascade_reaches_snowflake(
+    star, pg_database, warehouse_dsn, moto_server
+):
+    """A staff row committed late (its last_updated inside the first interval, after the second
+    window's department rename reached both warehouses) is picked up by a repair run of the old
+    interval. Postgres takes it (the newest source versions); Snowflake must too, though the
+    repair's window ends before the cascade's: both order dimension rows by source version."""
+    query, _ = star
+    load(0, 1)
+    repair = windows.Window(T0 - STEP, T0)  # the first interval again, as a delta
+    late = (repair.start + timedelta(seconds=10)).replace(tzinfo=None)
+    s3 = moto_server["session"].client("s3")
+    with psycopg.connect(pg_database) as source, psycopg.connect(warehouse_dsn) as warehouse_db:
+        source.execute(
+            "UPDATE staff SET email_address = 'late@example.com', last_updated = %s WHERE staff_id = 1",
+            (late,),
+        )
+        source.commit()
+        build_window(source, warehouse_db, s3, repair)
+        postgres_star = {
+            table: sorted(warehouse_db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in STAR
+        }
+    [staff_1] = [row for row in postgres_star["dim_staff"] if row[0] == 1]
+    assert staff_1[3:6] == ("Renamed 1", staff_1[4], "late@example.com")  # the cascade and the late row
+    run = run_dag("processed_to_snowflake", window=repair.name)
+    assert run.state == "success", task_states(run)
+    assert snowflake_star(query) == postgres_star
+    load(0, 1)  # reloads of the older exports change nothing
     assert snowflake_star(query) == postgres_star
 
 

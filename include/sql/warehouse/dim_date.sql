@@ -1,6 +1,7 @@
 -- dim_date: every date the window's orders and payments hold (staging.dim_date_window:
 -- created, last updated, agreed delivery and payment, payment date). Dates never change, so a
--- date already there stays.
+-- date already there stays; its window_name is the first window by name that covered it, so
+-- windows modelled (or loaded into Snowflake) in any order leave the same rows.
 INSERT INTO dim_date (date_id, year, month, day, day_of_week, day_name, month_name, quarter, window_name)
 SELECT d,
        extract(year FROM d)::integer,
@@ -12,4 +13,5 @@ SELECT d,
        extract(quarter FROM d)::integer,
        %(window)s
 FROM (SELECT DISTINCT date_id FROM staging.dim_date_window WHERE window_name = %(window)s) AS dates (d)
-ON CONFLICT (date_id) DO NOTHING;
+ON CONFLICT (date_id) DO UPDATE SET window_name = excluded.window_name
+WHERE excluded.window_name < dim_date.window_name;
