@@ -13,7 +13,7 @@ import psycopg
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, run_dag, task_states
+from conftest import ROOT, read_messages, run_dag, task_states
 
 from conveyor import postgres
 from conveyor.config import ConfigError
@@ -21,6 +21,7 @@ from conveyor.postgres import SourceUnavailable
 from conveyor.totesys import extract, tables, windows
 from conveyor.totesys.tables import TableSpec
 from conveyor_local import totesys_data as totesys
+from conveyor_local.provision import NOTIFICATIONS_INBOX
 
 pytestmark = pytest.mark.integration
 
@@ -423,6 +424,107 @@ def test_dag_bad_config_fails_without_retry(totesys_db, s3, monkeypatch):
     assert dag_run.state == "failed"
     [ti] = [t for t in dag_run.get_task_instances() if t.task_id == "tables_to_extract"]
     assert (ti.state, ti.try_number) == ("failed", 1)
+
+
+def use_config(s3, monkeypatch, change) -> None:
+    """The shipped table config, changed by `change(tables: list[dict])`, as the Variable."""
+    config = json.loads((ROOT / "include/config/totesys_tables.json").read_text())
+    change(config["tables"])
+    s3.put_object(Bucket=BUCKET, Key="config/tables.json", Body=json.dumps(config).encode())
+    monkeypatch.setenv("AIRFLOW_VAR_TOTESYS_TABLES_CONFIG", f"s3://{BUCKET}/config/tables.json")
+
+
+def _without(name):
+    return lambda tables: tables.remove(next(t for t in tables if t["name"] == name))
+
+
+def _set(name, **fields):
+    return lambda tables: next(t for t in tables if t["name"] == name).update(fields)
+
+
+STAFF_COLUMNS = ["staff_id", "first_name", "last_name", "department_id", "created_at", "last_updated"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_without("department"), "table 'department' is missing: dim_staff is built from it"),
+        (
+            _set("sales_order", cursor="created_at"),
+            "table 'sales_order': field 'cursor': 'created_at' only moves when a row is inserted",
+        ),
+        (
+            _set("staff", columns=STAFF_COLUMNS),
+            "table 'staff': columns email_address are not extracted; dim_staff needs them",
+        ),
+        (_set("address", primary_key="phone"), "table 'address': primary_key is 'phone'"),
+    ],
+    ids=["a table removed", "a created_at cursor", "a column left out", "another key"],
+)
+def test_dag_refuses_a_table_config_that_would_starve_the_star_before_any_extract(
+    totesys_db, s3, aws, monkeypatch, change, message
+):
+    use_config(s3, monkeypatch, change)
+    dag_run = run_dag("totesys_etl", T1)
+    assert dag_run.state == "failed"
+    [ti] = [t for t in dag_run.get_task_instances() if t.task_id == "tables_to_extract"]
+    assert (ti.state, ti.try_number) == ("failed", 1), "a config problem is not retried"
+    assert task_states(dag_run)["extract_table"] == ["upstream_failed"]
+    extracted = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert extracted == ["config/tables.json"], "nothing was extracted"
+    [alert] = [  # what on-call reads: the failure alert names the table and why
+        json.loads(e["Message"])
+        for e in read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])
+        if "tables_to_extract" in e["Subject"]
+    ]
+    assert message in alert["error"], alert["error"]
+
+
+def test_dag_lands_a_table_the_config_adds_and_models_what_it_knows(
+    totesys_db, s3, monkeypatch, warehouse_dsn
+):
+    """A table added to the config (the star does not model it) is extracted and landed: its
+    staging tables are made from its columns; the star is built as without it."""
+    totesys_db.execute(
+        "CREATE TABLE promotion (promotion_id serial PRIMARY KEY, code varchar(20) NOT NULL, "
+        "discount numeric(5, 2), starts date, created_at timestamp NOT NULL, last_updated timestamp NOT NULL)"
+    )
+    stamp = T1.replace(tzinfo=None) - timedelta(minutes=2)
+    totesys_db.execute(
+        "INSERT INTO promotion (code, discount, starts, created_at, last_updated) "
+        "VALUES ('SPRING', 12.50, '2024-03-20', %s, %s), ('VIP', NULL, NULL, %s, %s)",
+        (stamp,) * 4,
+    )
+    totesys_db.commit()
+    use_config(
+        s3,
+        monkeypatch,
+        lambda tables: tables.append(
+            {"name": "promotion", "primary_key": "promotion_id", "cursor": "last_updated"}
+        ),
+    )
+    dag_run = run_dag("totesys_etl", T1, full_snapshot=True)
+    assert dag_run.state == "success", task_states(dag_run)
+    with psycopg.connect(warehouse_dsn) as conn:
+        landed = conn.execute(
+            "SELECT promotion_id, code, discount, starts FROM staging.promotion ORDER BY 1"
+        ).fetchall()
+        types = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'staging' AND table_name = 'promotion_landed' ORDER BY ordinal_position"
+        ).fetchall()
+    assert landed == [(1, "SPRING", Decimal("12.50"), datetime(2024, 3, 20).date()), (2, "VIP", None, None)]
+    assert types == [
+        ("promotion_id", "integer"),
+        ("code", "text"),
+        ("discount", "numeric"),
+        ("starts", "date"),
+        ("created_at", "timestamp without time zone"),
+        ("last_updated", "timestamp without time zone"),
+        ("window_name", "text"),
+    ]
+    counts = totesys.table_counts(totesys_db)
+    assert len(star_rows(warehouse_dsn)["dim_staff"]) == counts["staff"]
 
 
 def test_dag_with_the_database_down_fails_the_extract(s3, monkeypatch, tmp_path, no_retries):

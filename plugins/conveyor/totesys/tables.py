@@ -115,6 +115,12 @@ def catalog_columns(conn, spec: TableSpec, schema: str = "public") -> list[Colum
     for required in (spec.primary_key, spec.cursor):
         if required not in wanted:
             raise ConfigError(f"table {spec.name!r}: field 'columns' must include {required!r}")
+    updated = [c for c in live if "updated" in c or "modified" in c]
+    if spec.cursor.startswith("created") and updated:
+        raise ConfigError(
+            f"table {spec.name!r}: field 'cursor': {spec.cursor!r} only moves when a row is inserted, so "
+            f"updated rows would never be extracted; the table has {', '.join(map(repr, updated))}: use that"
+        )
     cursor_type = live[spec.cursor].pg_type
     if cursor_type not in CURSOR_TYPES:
         raise ConfigError(
