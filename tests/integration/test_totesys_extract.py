@@ -26,6 +26,7 @@ from conveyor_local.provision import NOTIFICATIONS_INBOX
 pytestmark = pytest.mark.integration
 
 BUCKET = "conveyor-local-ingestion"
+PROCESSED = "conveyor-local-processed"
 T1 = datetime(2024, 3, 5, 20, 0, tzinfo=UTC)
 LAG = timedelta(seconds=60)
 EVENTS = TableSpec("event", "event_id", "last_updated")
@@ -597,6 +598,61 @@ def _sales_rows(s3, dag_run) -> list[tuple[int, datetime]]:
         if sales["key"]
         else []
     )
+
+
+def _empty_and_delete_bucket(s3, bucket: str) -> None:
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def _exported(s3, dag_run, table: str) -> list[dict]:
+    """The rows a run exported of a star table (from its export_star result)."""
+    [entry] = [
+        e
+        for e in dag_run.get_task_instance("export_star").xcom_pull(task_ids="export_star")
+        if e["table"] == table
+    ]
+    if not entry["key"]:
+        return []
+    body = s3.get_object(Bucket=PROCESSED, Key=entry["key"])["Body"].read()
+    return pq.read_table(io.BytesIO(body)).to_pylist()
+
+
+def test_a_scheduled_run_that_fails_at_export_strands_nothing(totesys_db, s3, no_retries):
+    """A scheduled run lands and models its window, then its export fails (the processed bucket
+    is unreachable): the watermark stays. The next scheduled run, the bucket back, widens over
+    the failed window and exports every row the failed run modelled, as well as its own."""
+    at = lambda minutes, seconds=0: T1 + timedelta(minutes=minutes, seconds=seconds)  # noqa: E731
+    assert run_scheduled("totesys_etl", at(0)).state == "success"  # the first: a full snapshot
+    stranded = _touch(totesys_db, 2, at(1))  # in the next window, [19:59, 20:02)
+    totesys_db.execute(
+        "UPDATE staff SET email_address = 'moved@example.com', last_updated = %s WHERE staff_id = 1",
+        (stranded[1],),
+    )
+    totesys_db.commit()
+    _empty_and_delete_bucket(s3, PROCESSED)
+    failed = run_scheduled("totesys_etl", at(3))
+    assert failed.state == "failed"
+    states = task_states(failed)
+    assert states["model_facts"] == ["success"] and states["export_star"] == ["failed"], states
+    assert windows.read_watermark(s3, BUCKET, "totesys_etl") == at(-1), "a failed run leaves the watermark"
+
+    s3.create_bucket(Bucket=PROCESSED, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
+    own = _touch(totesys_db, 3, at(4))  # in the next run's own window, [20:02, 20:05)
+    recovered = run_scheduled("totesys_etl", at(6))
+    assert recovered.state == "success", task_states(recovered)
+    assert manifest_of(s3, recovered)["window"] == ["2024-03-05T19:59:00+00:00", "2024-03-05T20:05:00+00:00"]
+    facts = {
+        (r["sales_order_id"], r["last_updated_date"], r["last_updated_time"])
+        for r in _exported(s3, recovered, "fact_sales_order")
+    }
+    assert facts == {(i, t.date(), t.time()) for i, t in (stranded, own)}
+    assert [(r["staff_id"], r["email_address"]) for r in _exported(s3, recovered, "dim_staff")] == [
+        (1, "moved@example.com")
+    ]
+    assert windows.read_watermark(s3, BUCKET, "totesys_etl") == at(5)
 
 
 def test_scheduled_manual_and_old_runs_take_the_windows_they_should(totesys_db, s3):
