@@ -16,6 +16,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from airflow.sdk.configuration import conf
+
 from conveyor.alerts import FailureAlert
 
 CONTINUOUS_SINCE = datetime(2020, 1, 1, tzinfo=UTC)
@@ -23,7 +25,8 @@ CONTINUOUS_SINCE = datetime(2020, 1, 1, tzinfo=UTC)
 DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 2,
-    "retry_delay": timedelta(minutes=1),
+    # The first retry's delay, doubling after (Airflow config: loaded at start-up, no I/O here).
+    "retry_delay": timedelta(seconds=conf.getint("conveyor", "retry_delay_seconds", fallback=60)),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=15),
     # Once a task has no retries left: DAG, task, run, interval, error, try and log URL on SNS.

@@ -8,10 +8,12 @@ free ports, so it never touches a stack the developer has running.
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timedelta
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from conveyor.totesys import windows
@@ -85,6 +87,61 @@ def test_unpaused_totesys_etl_runs_its_next_intervals_on_its_own_into_the_wareho
         ).fetchall()
     assert versions == [(1,), (2,), (3,)]
     api.pause("totesys_etl")
+
+
+def _delete_bucket(s3, bucket: str) -> None:
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_a_scheduled_totesys_run_that_fails_at_export_strands_nothing(airflow):
+    """Under the scheduler: the processed bucket becomes unreachable, so a scheduled run lands and
+    models its rows, then fails at export (after its retries). The bucket comes back; the next
+    scheduled runs export every row the failed run modelled."""
+    api, s3 = airflow.api, airflow.s3
+    # The earlier test's runs, all finished (it paused the DAG; one may have been running then).
+    before = api.wait_for_runs("totesys_etl", lambda r: True, count=len(api.runs("totesys_etl")), timeout=240)
+    new = lambda r: r["run_type"] == "scheduled" and r["dag_run_id"] not in {b["dag_run_id"] for b in before}  # noqa: E731
+    watermark = windows.read_watermark(s3, airflow.bucket("ingestion"), "totesys_etl")
+    changed_at = watermark.replace(tzinfo=None) + timedelta(seconds=1)
+    with psycopg.connect(airflow.info["postgres"]["totesys"]) as conn:
+        conn.execute(
+            "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = %s WHERE sales_order_id IN (7, 8)",
+            (changed_at,),
+        )
+    _delete_bucket(s3, airflow.bucket("processed"))
+    api.unpause("totesys_etl")
+    try:
+        failed = api.wait_for_runs("totesys_etl", new, count=1, timeout=300)[0]
+        assert failed["state"] == "failed", airflow.failure_detail("totesys_etl", failed)
+        states = {t["task_id"]: t["state"] for t in api.task_instances("totesys_etl", failed["dag_run_id"])}
+        assert states["model_facts"] == "success" and states["export_star"] == "failed", states
+        assert windows.read_watermark(s3, airflow.bucket("ingestion"), "totesys_etl") == watermark
+        with psycopg.connect(airflow.info["postgres"]["warehouse"]) as conn:
+            modelled = conn.execute(
+                "SELECT sales_order_id FROM fact_sales_order WHERE last_updated_date = %s "
+                "AND last_updated_time = %s ORDER BY 1",
+                (changed_at.date(), changed_at.time()),
+            ).fetchall()
+        assert modelled == [(7,), (8,)], "the failed run modelled the changed versions"
+
+        s3.create_bucket(
+            Bucket=airflow.bucket("processed"),
+            CreateBucketConfiguration={"LocationConstraint": airflow.info["region"]},
+        )
+        recovered = api.wait_for_runs("totesys_etl", new, count=2, timeout=300)[1]
+        assert recovered["state"] == "success", airflow.failure_detail("totesys_etl", recovered)
+    finally:
+        api.pause("totesys_etl")
+    exported = []
+    for key in airflow.keys("processed", "fact_sales_order/"):
+        body = s3.get_object(Bucket=airflow.bucket("processed"), Key=key)["Body"].read()
+        exported += pq.read_table(io.BytesIO(body)).to_pylist()
+    versions = {(r["sales_order_id"], r["last_updated_date"], r["last_updated_time"]) for r in exported}
+    assert {(7, changed_at.date(), changed_at.time()), (8, changed_at.date(), changed_at.time())} <= versions
+    assert windows.read_watermark(s3, airflow.bucket("ingestion"), "totesys_etl") > watermark
 
 
 def test_continuous_s3_event_copy_copies_each_object_put_in_raw(airflow, record_property):
