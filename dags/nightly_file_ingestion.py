@@ -37,7 +37,7 @@ from conveyor import alerts, config, paths
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.keys import utc_date
 from conveyor.nightly import ingest
-from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE
+from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE, names_from_variable
 
 DAG_ID = "nightly_file_ingestion"
 DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
@@ -82,7 +82,7 @@ def nightly_file_ingestion():
                     variable=Variable.get(NIGHTLY_CONFIG_VARIABLE, default=None),
                     uri=params.get("config_uri"),
                 )
-                datasets = ingest.parse_config(text, origin=origin)
+                datasets = ingest.parse_config(text, origin=origin, names=names_from_variable())
                 datasets = ingest.select_datasets(datasets, params.get("datasets"))
                 ingest.check_buckets(s3, datasets)
             except config.ConfigError as exc:

@@ -270,6 +270,42 @@ BAD_CONFIGS = {
         ),
         "dataset 'movies': field 'target_bucket': bucket 'acme-does-not-exist' does not exist",
     ),
+    # It would feed the event copier (and Snowflake) every night.
+    "target-under-raw-events": (
+        json.dumps(
+            {
+                "datasets": [
+                    {
+                        "name": "movies",
+                        "source_bucket": SOURCE,
+                        "source_prefix": "movielens/movies",
+                        "target_bucket": RAW,
+                        "target_prefix": "events",
+                    }
+                ]
+            }
+        ),
+        "dataset 'movies': field 'target_prefix' ('events'): its copies would land under "
+        f"s3://{RAW}/events/movies/, inside events/ of the raw bucket",
+    ),
+    # Every night would copy the earlier nights' copies again.
+    "target-overlaps-source": (
+        json.dumps(
+            {
+                "datasets": [
+                    {
+                        "name": "movies",
+                        "source_bucket": SOURCE,
+                        "source_prefix": "movielens",
+                        "target_bucket": SOURCE,
+                        "target_prefix": "movielens/copies",
+                    }
+                ]
+            }
+        ),
+        "dataset 'movies': field 'target_prefix' ('movielens/copies'): its copies would land under "
+        f"s3://{SOURCE}/movielens/copies/movies/, which overlaps its own source s3://{SOURCE}/movielens/",
+    ),
 }
 
 
@@ -286,6 +322,7 @@ def test_bad_config_fails_the_run_once_and_sends_the_failure(dagbag, stack, case
     assert states["notify_run"][0] == "success"
     assert states["all_datasets_copied"][0] == "failed"
     assert objects(stack["s3"], RAW) == {}
+    assert [k for k in objects(stack["s3"], SOURCE) if "copies" in k] == [], "nothing copied"
     [(subject, message)] = summaries(stack)
     assert subject == "[conveyor] nightly_file_ingestion failed for 2024-03-05"
     assert message["status"] == "failed"
