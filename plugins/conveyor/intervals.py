@@ -35,6 +35,6 @@ def require_data_interval(dag_run) -> tuple[datetime, datetime]:
         f"run {dag_run.run_id!r} of {dag_run.dag_id} has no data interval: it was triggered without a "
         'logical date ("logical_date": null). This DAG works on a data interval and does not guess one. '
         "Trigger it again with a logical date: the run covers the last complete interval of the schedule "
-        f'that ends at or before it (e.g. "logical_date": "{example}" takes the latest complete one, as '
-        "the UI's trigger form does with its default); for several past intervals, create a backfill."
+        f'that ends at or before it (e.g. "logical_date": "{example}" takes the latest complete one); '
+        "for several past intervals, create a backfill."
     )
