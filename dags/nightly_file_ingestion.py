@@ -13,7 +13,11 @@ notifications SNS topic.
   `include/config/nightly_file_ingestion.json`. Any other value fails the run saying so.
 * **Params**: `datasets` runs only the named datasets.
 * **Reruns** of an interval rewrite the same keys; bad config fails the run without retries and
-  the failure message names the dataset and field.
+  the failure message names the dataset and field. A target under a prefix that bucket
+  notifications announce (raw `events/` feeds the event copier and Snowflake) or overlapping a
+  source (every night would copy earlier copies again) is bad config.
+* **A logical date is required**: a run triggered without one (REST API `"logical_date": null`)
+  has no interval to date its keys by; `load_datasets` fails it at once saying what to pass.
 * **Tasks**: `load_datasets` → `copy_dataset` (one per dataset) → `notify_run` (always runs,
   publishes the summary) → `all_datasets_copied` (fails the run if anything above failed).
 """
@@ -33,11 +37,11 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from conveyor import alerts, config, paths
+from conveyor import alerts, config, intervals, paths
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.keys import utc_date
 from conveyor.nightly import ingest
-from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE
+from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE, names_from_variable
 
 DAG_ID = "nightly_file_ingestion"
 DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
@@ -70,8 +74,11 @@ DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
 )
 def nightly_file_ingestion():
     @task(retries=1)
-    def load_datasets(params=None, ti=None) -> list[dict]:
-        """Read and validate the config, select the requested datasets, check their buckets."""
+    def load_datasets(params=None, ti=None, dag_run=None) -> list[dict]:
+        """Refuse a run without a data interval; read and validate the config, select the
+        requested datasets, check their buckets."""
+        with alerts.record_failure(ti, "run"):
+            intervals.require_data_interval(dag_run)
         with alerts.record_failure(ti, "config"):
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
             try:
@@ -82,7 +89,7 @@ def nightly_file_ingestion():
                     variable=Variable.get(NIGHTLY_CONFIG_VARIABLE, default=None),
                     uri=params.get("config_uri"),
                 )
-                datasets = ingest.parse_config(text, origin=origin)
+                datasets = ingest.parse_config(text, origin=origin, names=names_from_variable())
                 datasets = ingest.select_datasets(datasets, params.get("datasets"))
                 ingest.check_buckets(s3, datasets)
             except config.ConfigError as exc:
@@ -90,12 +97,13 @@ def nightly_file_ingestion():
         return [d.to_dict() for d in datasets]
 
     @task(map_index_template="{{ dataset_name }}")
-    def copy_dataset(dataset: dict, data_interval_end=None, ti=None) -> dict:
+    def copy_dataset(dataset: dict, dag_run=None, ti=None) -> dict:
         """Copy one dataset's objects to their dated keys; fails if any object failed."""
         get_current_context()["dataset_name"] = dataset["name"]
         with alerts.record_failure(ti, dataset["name"]):
+            _, end = intervals.require_data_interval(dag_run)
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
-            return ingest.ingest_dataset(s3, ingest.Dataset(**dataset), utc_date(data_interval_end))
+            return ingest.ingest_dataset(s3, ingest.Dataset(**dataset), utc_date(end))
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def notify_run(dag_run=None, ti=None, data_interval_end=None) -> dict:
@@ -113,7 +121,8 @@ def nightly_file_ingestion():
         summary = alerts.build_summary(
             dag_id=DAG_ID,
             run_id=dag_run.run_id,
-            run_date=utc_date(data_interval_end).isoformat(),
+            # A run without a logical date has no date (load_datasets refused it).
+            run_date=utc_date(data_interval_end).isoformat() if data_interval_end else None,
             results=results,
             failures=failures,
         )

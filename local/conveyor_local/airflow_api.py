@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -110,6 +111,25 @@ class AirflowAPI:
         return self._send("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")[
             "task_instances"
         ]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """A task try's log as text: each event on a line, with its fields (an exception's
+        details among them) as JSON after it."""
+        run = urllib.parse.quote(run_id, safe="")
+        content = self._send(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}?full_content=true",
+        )["content"]
+        lines = []
+        for line in content:
+            if isinstance(line, str):
+                lines.append(line)
+                continue
+            fields = {k: v for k, v in line.items() if k not in ("event", "timestamp")}
+            lines.append(
+                f"{line.get('event', '')} {json.dumps(fields, default=str)}" if fields else line["event"]
+            )
+        return "\n".join(lines)
 
     def wait_for_runs(
         self,

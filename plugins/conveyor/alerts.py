@@ -124,7 +124,10 @@ def build_summary(
 
 
 def subject_for(summary: dict) -> str:
-    return _subject(f"[conveyor] {summary['dag_id']} {summary['status']} for {summary['date']}")
+    # A run without a logical date has no date: its run id says which run it was.
+    return _subject(
+        f"[conveyor] {summary['dag_id']} {summary['status']} for {summary['date'] or summary['run_id']}"
+    )
 
 
 def publish(summary: dict, topic_arn: str, aws_conn_id: str = resources.AWS_CONN_ID) -> str:

@@ -270,6 +270,42 @@ BAD_CONFIGS = {
         ),
         "dataset 'movies': field 'target_bucket': bucket 'acme-does-not-exist' does not exist",
     ),
+    # It would feed the event copier (and Snowflake) every night.
+    "target-under-raw-events": (
+        json.dumps(
+            {
+                "datasets": [
+                    {
+                        "name": "movies",
+                        "source_bucket": SOURCE,
+                        "source_prefix": "movielens/movies",
+                        "target_bucket": RAW,
+                        "target_prefix": "events",
+                    }
+                ]
+            }
+        ),
+        "dataset 'movies': field 'target_prefix' ('events'): its copies would land under "
+        f"s3://{RAW}/events/movies/, inside events/ of the raw bucket",
+    ),
+    # Every night would copy the earlier nights' copies again.
+    "target-overlaps-source": (
+        json.dumps(
+            {
+                "datasets": [
+                    {
+                        "name": "movies",
+                        "source_bucket": SOURCE,
+                        "source_prefix": "movielens",
+                        "target_bucket": SOURCE,
+                        "target_prefix": "movielens/copies",
+                    }
+                ]
+            }
+        ),
+        "dataset 'movies': field 'target_prefix' ('movielens/copies'): its copies would land under "
+        f"s3://{SOURCE}/movielens/copies/movies/, which overlaps its own source s3://{SOURCE}/movielens/",
+    ),
 }
 
 
@@ -286,6 +322,7 @@ def test_bad_config_fails_the_run_once_and_sends_the_failure(dagbag, stack, case
     assert states["notify_run"][0] == "success"
     assert states["all_datasets_copied"][0] == "failed"
     assert objects(stack["s3"], RAW) == {}
+    assert [k for k in objects(stack["s3"], SOURCE) if "copies" in k] == [], "nothing copied"
     [(subject, message)] = summaries(stack)
     assert subject == "[conveyor] nightly_file_ingestion failed for 2024-03-05"
     assert message["status"] == "failed"
@@ -319,3 +356,27 @@ def test_a_failing_dataset_fails_the_run_and_the_others_still_land(dagbag, stack
     [failure] = message["failures"]
     assert failure["subject"] == "tags"
     assert "1 of 2 objects failed to copy: movielens/tags/archived.csv" in failure["error"]
+
+
+def test_a_run_without_a_logical_date_is_refused_at_once_saying_what_to_pass(dagbag, stack):
+    """Item 5: `"logical_date": null` (REST API) gives a run no data interval, so no date for
+    the keys. Before, load_datasets passed and each copy_dataset failed (after its retries) on
+    `None.tzinfo`; notify_run failed the same way, so no summary was sent."""
+    dag_run = run(dagbag, logical_date=None)
+    assert (dag_run.logical_date, dag_run.data_interval_end) == (None, None)
+    assert dag_run.state == "failed"
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert states["load_datasets"] == ("failed", 1), "refused at once, not retried"
+    assert states["copy_dataset"][0] == "upstream_failed"
+    assert states["notify_run"][0] == "success"
+    assert objects(stack["s3"], RAW) == {}
+    [(subject, message)] = summaries(stack)
+    assert subject == f"[conveyor] nightly_file_ingestion failed for {dag_run.run_id}"
+    assert message["date"] is None
+    [failure] = message["failures"]
+    assert failure["subject"] == "run"
+    assert failure["error"].startswith(
+        f"run {dag_run.run_id!r} of nightly_file_ingestion has no data interval: it was triggered "
+        'without a logical date ("logical_date": null).'
+    )
+    assert "Trigger it again with a logical date" in failure["error"]

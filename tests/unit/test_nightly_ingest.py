@@ -75,6 +75,109 @@ def test_parse_config_rejects_with_dataset_and_field(text, message):
     assert message in str(raised.value)
 
 
+def _target(**fields) -> dict:
+    return {**GOOD, "source_bucket": "conveyor-local-source", "target_bucket": "conveyor-local-raw", **fields}
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (
+            [_target(target_prefix="events")],
+            "dataset 'movies': field 'target_prefix' ('events'): its copies would land under "
+            "s3://conveyor-local-raw/events/movies/, inside events/ of the raw bucket, whose new objects "
+            "are announced on the conveyor-local-raw-events topic",
+        ),
+        (
+            [_target(name="events", target_prefix="")],
+            "dataset 'events': field 'target_prefix' (''): its copies would land under "
+            "s3://conveyor-local-raw/events/, inside events/ of the raw bucket",
+        ),
+        (
+            [_target(target_prefix="/events/nightly/")],
+            "dataset 'movies': field 'target_prefix' ('events/nightly'): its copies would land under "
+            "s3://conveyor-local-raw/events/nightly/movies/, inside events/",
+        ),
+        (
+            [_target(target_bucket="conveyor-local-curated", target_prefix="events")],
+            "inside events/ of the curated bucket, whose new objects are announced on the "
+            "conveyor-local-curated-events topic",
+        ),
+        (
+            [_target(target_bucket="conveyor-local-stage", target_prefix="user")],
+            "inside user/ of the stage bucket",
+        ),
+        (
+            [_target(target_bucket="conveyor-local-source", target_prefix="movielens")],
+            "dataset 'movies': field 'target_prefix' ('movielens'): its copies would land under "
+            "s3://conveyor-local-source/movielens/movies/, which overlaps its own source "
+            "s3://conveyor-local-source/movielens/movies/: every night would copy the earlier nights' copies again",
+        ),
+        (
+            [_target(target_bucket="conveyor-local-source", target_prefix="movielens/movies/copies")],
+            "overlaps its own source s3://conveyor-local-source/movielens/movies/",
+        ),
+        (
+            [_target(source_prefix="", target_bucket="conveyor-local-source", target_prefix="copies")],
+            "s3://conveyor-local-source/copies/movies/, which overlaps its own source s3://conveyor-local-source/:",
+        ),
+        (
+            [_target(source_prefix="landing/movies/year=2024", target_bucket="conveyor-local-source")],
+            "overlaps its own source s3://conveyor-local-source/landing/movies/year=2024/",
+        ),
+        (
+            [
+                _target(name="first", target_bucket="acme-shared", target_prefix="copies"),
+                _target(name="second", source_bucket="acme-shared", source_prefix="copies"),
+            ],
+            "dataset 'first': field 'target_prefix' ('copies'): its copies would land under "
+            "s3://acme-shared/copies/first/, which overlaps dataset 'second''s source s3://acme-shared/copies/",
+        ),
+    ],
+    ids=[
+        "raw-events",
+        "raw-events-by-name",
+        "inside-raw-events",
+        "curated-events",
+        "stage-user",
+        "target-is-source",
+        "target-inside-source",
+        "whole-bucket-source",
+        "source-inside-target",
+        "another-datasets-source",
+    ],
+)
+def test_a_target_that_feeds_events_or_its_source_is_refused_naming_dataset_and_field(entries, message):
+    with pytest.raises(ConfigError) as raised:
+        ingestion.parse_config(config(*entries), origin="cfg.json")
+    assert str(raised.value).startswith("cfg.json: ")
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        _target(target_prefix="landing"),
+        _target(target_prefix="eventsarchive"),  # not under events/
+        _target(target_prefix="event", name="s"),  # event/s/ is not events/
+        _target(target_bucket="conveyor-local-source", target_prefix="copies"),  # beside its source
+        _target(source_prefix="data", target_bucket="conveyor-local-source", target_prefix="database"),
+    ],
+    ids=["landing", "events-lookalike", "split-name", "beside-source", "prefix-lookalike"],
+)
+def test_targets_outside_events_and_their_source_are_accepted(entry):
+    assert len(ingestion.parse_config(config(entry))) == 1
+
+
+def test_the_events_check_uses_the_environments_bucket_names():
+    from conveyor.resources import Names
+
+    entry = _target(target_bucket="conveyor-prod-raw", target_prefix="events")
+    assert len(ingestion.parse_config(config(entry))) == 1  # not this environment's raw bucket
+    with pytest.raises(ConfigError, match="inside events/ of the raw bucket"):
+        ingestion.parse_config(config(entry), names=Names("conveyor-prod"))
+
+
 def test_select_datasets():
     datasets = ingestion.parse_config(config(GOOD, {**GOOD, "name": "ratings"}))
     assert [d.name for d in ingestion.select_datasets(datasets, [])] == ["movies", "ratings"]

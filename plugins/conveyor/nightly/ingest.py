@@ -10,6 +10,11 @@ Every object under `source_prefix` lands at
 `<target_prefix>/<name>/year=YYYY/month=MM/day=DD/<key relative to source_prefix>`, the date being
 the UTC date of the run's data_interval_end (`keys.utc_date`), so a rerun of an interval writes
 the same keys.
+
+A target is refused when its copies would land where bucket notifications announce new objects
+(`resources.BUCKET_NOTIFICATIONS`: raw `events/` feeds the event copier and then Snowflake), or
+where a dataset's source would read them again (its own or another's: every night would copy the
+earlier nights' copies once more).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import date
 
 from conveyor.config import PERMANENT_S3_ERRORS, ConfigError, load_json
 from conveyor.keys import day_partition
+from conveyor.resources import BUCKET_NOTIFICATIONS, Names
 from conveyor.s3 import CopyRequest, copy_objects, list_objects, s3_error_code
 
 FIELDS = ("name", "source_bucket", "source_prefix", "target_bucket", "target_prefix")
@@ -50,8 +56,12 @@ def _clean_prefix(value: str) -> str:
     return value.strip("/")
 
 
-def parse_config(text: str, origin: str = "config") -> list[Dataset]:
-    """Validate the config's JSON text; every problem names the dataset and the field."""
+def parse_config(text: str, origin: str = "config", names: Names | None = None) -> list[Dataset]:
+    """Validate the config's JSON text; every problem names the dataset and the field.
+
+    `names`: the environment's resource names (`resources.names_from_variable()` in a task), to
+    know which buckets announce new objects; the local stack's by default.
+    """
     document = load_json(text, origin)
     if not isinstance(document, dict) or not isinstance(document.get("datasets"), list):
         raise ConfigError(f'{origin}: expected an object with a "datasets" list')
@@ -97,11 +107,56 @@ def parse_config(text: str, origin: str = "config") -> list[Dataset]:
             )
         )
 
-    names = [d.name for d in datasets]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    given = [d.name for d in datasets]
+    duplicated = sorted({n for n in given if given.count(n) > 1})
     if duplicated:
         raise ConfigError(f"{origin}: dataset name(s) used more than once: {', '.join(duplicated)}")
+    check_targets(datasets, names or Names(), origin)
     return datasets
+
+
+def source_folder(dataset: Dataset) -> str:
+    """The key prefix a dataset reads ("" for a whole bucket)."""
+    return f"{dataset.source_prefix}/" if dataset.source_prefix else ""
+
+
+def landing_folder(dataset: Dataset) -> str:
+    """The key prefix every copy of a dataset lands under: `<target_prefix>/<name>/`."""
+    return "/".join(p for p in (dataset.target_prefix, dataset.name) if p) + "/"
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Key prefixes overlap when one is inside the other."""
+    return a.startswith(b) or b.startswith(a)
+
+
+def check_targets(datasets: list[Dataset], names: Names, origin: str = "config") -> None:
+    """Refuse a target whose copies would be announced downstream, or read again as a source."""
+    notified = {
+        names.bucket(kind): (kind, topic, prefixes)
+        for kind, (topic, prefixes) in BUCKET_NOTIFICATIONS.items()
+    }
+    for dataset in datasets:
+        bucket, landing = dataset.target_bucket, landing_folder(dataset)
+        where = f"{origin}: dataset {dataset.name!r}: field 'target_prefix' ({dataset.target_prefix!r})"
+        if bucket in notified:
+            kind, topic, prefixes = notified[bucket]
+            for prefix in prefixes:
+                if _overlap(landing, prefix):
+                    raise ConfigError(
+                        f"{where}: its copies would land under s3://{bucket}/{landing}, inside {prefix} of the "
+                        f"{kind} bucket, whose new objects are announced on the {names.topic(topic)} topic "
+                        "and taken downstream (the event copier and Snowflake); land them outside "
+                        f"{', '.join(prefixes)} (e.g. target_prefix 'landing')"
+                    )
+        for source in datasets:
+            if source.source_bucket == bucket and _overlap(source_folder(source), landing):
+                read_by = "its own source" if source is dataset else f"dataset {source.name!r}'s source"
+                raise ConfigError(
+                    f"{where}: its copies would land under s3://{bucket}/{landing}, which overlaps {read_by} "
+                    f"s3://{bucket}/{source_folder(source)}: every night would copy the earlier nights' "
+                    "copies again; use a target outside the source (another prefix or bucket)"
+                )
 
 
 def select_datasets(datasets: list[Dataset], wanted: Iterable[str] | None) -> list[Dataset]:
