@@ -58,7 +58,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, Variable, chain, dag, 
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from conveyor import config, paths, postgres
+from conveyor import config, intervals, paths, postgres
 from conveyor.assets import INGESTION, PROCESSED, WAREHOUSE
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import (
@@ -106,11 +106,13 @@ WINDOW_SQL = f"'{WINDOW_NAME}'"
 )
 def totesys_etl():
     @task
-    def plan_window(dag_run=None, data_interval_start=None, data_interval_end=None, params=None) -> dict:
+    def plan_window(dag_run=None, params=None) -> dict:
         """The run's cursor window: its interval less the lag; scheduled runs from the watermark.
 
         The first scheduled run of a deployment (no watermark yet) takes a full snapshot: the
-        warehouse needs every dimension row before its first facts."""
+        warehouse needs every dimension row before its first facts. A run triggered without a
+        logical date has no interval: it fails at once, saying what to pass."""
+        data_interval_start, data_interval_end = intervals.require_data_interval(dag_run)
         watermark = None
         full_snapshot = params["full_snapshot"]
         if dag_run.run_type == windows.SCHEDULED:

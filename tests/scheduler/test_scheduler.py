@@ -144,6 +144,27 @@ def test_a_scheduled_totesys_run_that_fails_at_export_strands_nothing(airflow):
     assert windows.read_watermark(s3, airflow.bucket("ingestion"), "totesys_etl") > watermark
 
 
+def test_a_totesys_run_without_a_logical_date_is_refused_saying_what_to_pass(airflow):
+    """`"logical_date": null` through the REST API gives a run no data interval: totesys_etl
+    refuses it at once (no retries: a retry has none either), naming what to pass."""
+    api = airflow.api
+    api.unpause("totesys_etl")  # a paused DAG's manual runs wait queued
+    try:
+        run = api.trigger("totesys_etl", logical_date=None)
+        assert run["data_interval_start"] is None and run["data_interval_end"] is None
+        [done] = api.wait_for_runs("totesys_etl", lambda r: r["dag_run_id"] == run["dag_run_id"], timeout=240)
+    finally:
+        api.pause("totesys_etl")
+    assert done["state"] == "failed", airflow.failure_detail("totesys_etl", done)
+    tasks = {
+        t["task_id"]: (t["state"], t["try_number"])
+        for t in api.task_instances("totesys_etl", run["dag_run_id"])
+    }
+    assert tasks["plan_window"] == ("failed", 1), tasks
+    log = api.task_log("totesys_etl", run["dag_run_id"], "plan_window", 1)
+    assert "has no data interval" in log and "Trigger it again with a logical date" in log, log[-3000:]
+
+
 def test_continuous_s3_event_copy_copies_each_object_put_in_raw(airflow, record_property):
     """Time from put_object in raw to the copy in curated, s3_event_copy running continuously
     (20 objects, 0.5 s apart; `make bench` reports the same figure)."""
