@@ -214,11 +214,17 @@ def totesys_etl():
 
     @task
     def prepare_warehouse() -> dict:
-        """Apply the warehouse migrations it lacks (none, on most runs); refresh the ISO 4217 names."""
+        """Apply the warehouse migrations it lacks (none, on most runs); refresh the ISO 4217 names;
+        check the operators' sessions keep the statement timeout."""
+        try:
+            timeout = postgres.check_operator_sessions(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT)
+        except postgres.SessionSettingsLost as exc:
+            raise AirflowFailException(str(exc)) from exc  # the connection must change: no retries
         with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
             return {
                 "migrations": warehouse.migrate(conn),
                 "currency_names": warehouse.load_currency_names(conn),
+                "operator_statement_timeout": timeout,
             }
 
     @task(map_index_template="{{ table_name }}")

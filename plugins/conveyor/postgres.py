@@ -60,3 +60,28 @@ def statement_timed_out(exc: BaseException) -> bool:
     import psycopg
 
     return isinstance(exc, psycopg.errors.QueryCanceled)
+
+
+class SessionSettingsLost(RuntimeError):
+    """The connection's own settings replace the session options Conveyor gives the operators."""
+
+
+def check_operator_sessions(conn_id: str, statement_timeout: timedelta) -> str:
+    """Open a session as the common-sql operators do (`hook_params`) and check it has a statement
+    timeout; returns it. A connection whose extra sets its own `options` replaces Conveyor's, and
+    a pooler may drop startup options: the operators' statements would then run unbounded.
+    """
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=conn_id, **hook_params(statement_timeout))
+    with hook.get_conn() as conn:
+        timeout = conn.execute("SELECT current_setting('statement_timeout')").fetchone()[0]
+    if timeout in ("0", "0ms"):
+        raise SessionSettingsLost(
+            f"sessions on {conn_id!r} opened by the model and check operators have no statement timeout: "
+            f"the connection's extra `options` ({hook.connection.extra_dejson.get('options')!r}) replaces "
+            f"Conveyor's {session_options(statement_timeout)!r}, or a pooler drops startup options. Add "
+            f"`-c statement_timeout={int(statement_timeout.total_seconds() * 1000)}` to the extra's options, "
+            "or set it on the role (ALTER ROLE ... SET statement_timeout = ...)."
+        )
+    return timeout

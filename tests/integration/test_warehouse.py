@@ -5,6 +5,7 @@ window, and every star table is compared with the rows it must hold."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -386,7 +387,13 @@ DEFECTS = {
         0,
         "INSERT INTO dim_payment_type VALUES (9, 'GIFT_CARD', 'w', 0)",
         "dim_payment_type",
-        "dim_payment_type_count_matches_staging",
+        "dim_payment_type_every_row_has_a_source",
+    ),
+    "a dimension row swapped for one no source has (the count unchanged)": (
+        0,
+        "UPDATE dim_design SET design_id = 99 WHERE design_id = 1",
+        "dim_design",
+        "dim_design_every_source_has_a_row",
     ),
     "a date with the wrong parts": (
         2,
@@ -437,7 +444,9 @@ def test_a_widened_window_checks_and_exports_the_rows_a_failed_run_modelled(pipe
     assert {(r["sales_order_id"], r["units_sold"]) for r in rows("fact_sales_order")} == {(1, 120), (2, 5)}
     assert {r["payment_id"] for r in rows("fact_payment")} == {2}
     assert {r["transaction_id"] for r in rows("dim_transaction")} == {3}
-    assert all(isinstance(r["source_version"], int) for r in rows("dim_staff"))
+    assert all(
+        r["source_version"] > 0 and r["source_version"] == int(r["source_version"]) for r in rows("dim_staff")
+    )
     dates = {r["date_id"] for r in rows("dim_date")}
     assert {at(1, 30).date(), at(2).date(), date(2024, 4, 5)} <= dates
     assert exported["dim_design"]["rows"] == 0 and exported["dim_design"]["key"] is None
@@ -574,6 +583,88 @@ def test_the_export_writes_the_rows_a_window_wrote(pipeline, three_windows):
     assert (nothing["rows"], nothing["key"]) == (0, None)
 
 
+def test_a_version_a_failed_run_modelled_stays_covered_after_the_source_moves_on(pipeline, three_windows):
+    """Window 1 models sales order 1's second version (120 units), then its run fails. Before the
+    next scheduled run, the order changes again: the source holds only the third version now, so
+    the widened window cannot land the second one again. Its bounds still cover it: the gate
+    checks it and the export writes it."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    run_in_order(pipeline, three_windows, [0, 1])
+    with psycopg.connect(pipeline.source_dsn) as conn:
+        conn.execute(
+            "UPDATE sales_order SET units_sold = 130, last_updated = %s WHERE sales_order_id = 1",
+            (at(2, 10),),
+        )
+    widened = windows.Window(WINDOWS[1].start, WINDOWS[2].end, widened_from=WINDOWS[2].start)
+    pipeline.run_window(widened)
+    assert gate_failures(widened) == {}
+    with psycopg.connect(pipeline.warehouse_dsn) as conn:
+        exported = warehouse.export(conn, pipeline.s3, PROCESSED, "fact_sales_order", widened)
+    body = pipeline.s3.get_object(Bucket=PROCESSED, Key=exported["key"])["Body"].read()
+    assert sorted(
+        (r["sales_order_id"], r["units_sold"]) for r in pq.read_table(io.BytesIO(body)).to_pylist()
+    ) == [
+        (1, 120),
+        (1, 130),
+        (2, 5),
+    ]
+
+
+def test_a_window_landed_again_keeps_the_versions_its_source_no_longer_has(pipeline, three_windows):
+    """A run cleared after its rows changed again: its new extract lacks a row created in its
+    window and updated since. The version it landed stays (it is real, and the only landed copy
+    until a later window lands the newer one), so the warehouse and the gate stay whole."""
+    run_in_order(pipeline, three_windows, [0, 1, 2])
+    with psycopg.connect(pipeline.source_dsn) as conn:  # transaction 3 (window 2) changes later
+        conn.execute(
+            "UPDATE transaction SET last_updated = %s WHERE transaction_id = 3", (at(2) + timedelta(hours=2),)
+        )
+    pipeline.run_window(WINDOWS[2])  # the clear: extract, land and model window 2 again
+    assert pipeline.rows("staging.transaction_landed", "transaction_id, window_name") == [
+        (1, WINDOWS[0].name),
+        (2, WINDOWS[0].name),
+        (3, WINDOWS[2].name),
+    ]
+    assert [row[0] for row in pipeline.rows("staging.payment_landed")] == [1, 2], "the same versions, once"
+    assert gate_failures(WINDOWS[2]) == {}
+
+
+def test_a_staff_move_to_a_department_untouched_for_years_raises_its_version(pipeline, three_windows):
+    """dim_staff's version orders its own row before its department's: a move to a department
+    last changed long ago is still a newer version (a plain sum of the two would go down)."""
+    run_in_order(pipeline, three_windows, [0, 1, 2])
+    [(before,)] = pipeline.rows("dim_staff WHERE staff_id = 1", "source_version")
+    with psycopg.connect(pipeline.source_dsn) as conn:
+        conn.execute("UPDATE department SET last_updated = '2019-01-01' WHERE department_id = 2")
+        conn.execute("UPDATE staff SET department_id = 2, last_updated = %s WHERE staff_id = 1", (at(2, 20),))
+    pipeline.run_window(windows.Window(WINDOWS[2].start, WINDOWS[2].end + timedelta(hours=1)))
+    [(after, department)] = pipeline.rows("dim_staff WHERE staff_id = 1", "source_version, department_name")
+    assert department == "Purchasing" and after > before
+
+
+def test_the_operators_sessions_must_keep_the_statement_timeout(warehouse_dsn, monkeypatch):
+    """A warehouse_db extra with its own `options` replaces the timeout the model and check
+    operators are given: prepare_warehouse refuses, saying what to add."""
+    from datetime import timedelta as td
+
+    from conveyor import postgres
+
+    assert postgres.check_operator_sessions("warehouse_db", td(minutes=15)) == "15min"
+    connection = json.loads(os.environ["AIRFLOW_CONN_WAREHOUSE_DB"])
+    connection["extra"] = {"options": "-c search_path=public"}
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DB", json.dumps(connection))
+    with pytest.raises(
+        postgres.SessionSettingsLost, match=r"no statement timeout.*-c statement_timeout=900000"
+    ):
+        postgres.check_operator_sessions("warehouse_db", td(minutes=15))
+    connection["extra"] = {"options": "-c search_path=public -c statement_timeout=60000"}
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DB", json.dumps(connection))
+    assert postgres.check_operator_sessions("warehouse_db", td(minutes=15)) == "1min"
+
+
 # --- migrations: DDL once per schema version, never on a run's path --------------------------------
 
 
@@ -608,25 +699,70 @@ def test_a_warehouse_made_before_migrations_adopts_them_and_its_rows_get_version
     """A warehouse built by the old every-run schema.sql (migration 001's statements, no version
     table) with rows in it: the first migrate applies 001 as a no-op and 002 on top, giving the
     existing dimension rows the versions of the source rows they hold."""
+    old_window = WINDOWS[0].name
     with psycopg.connect(pipeline.warehouse_dsn) as conn:
         conn.execute("DROP SCHEMA staging CASCADE")
         conn.execute("DROP TABLE " + ", ".join(star.STAR))
         conn.execute(paths.sql_path("warehouse", "migrations", "001_baseline.sql").read_text())
-        conn.commit()
-    pipeline.land(WINDOWS[0], three_windows[0])
-    with psycopg.connect(pipeline.warehouse_dsn) as conn:  # a row the old model wrote
+        # What the old landing and model left: a landed design and its dimension row.
+        conn.execute("SELECT set_config('conveyor.window_name', %s, false)", (old_window,))
         conn.execute(
-            "INSERT INTO dim_design SELECT design_id, design_name, file_location, file_name, 'old' "
-            "FROM staging.design"
+            "INSERT INTO staging.design_landed VALUES (1, 'Granite', '/designs', 'granite-1.json', %s, %s)",
+            (at(0), at(0)),
         )
+        conn.execute(
+            "INSERT INTO dim_design VALUES (1, 'Granite', '/designs', 'granite-1.json', %s)", (old_window,)
+        )
+        conn.commit()
         assert warehouse.migrate(conn) == [name for _, name in warehouse.migrations()]
         [(version, expected)] = conn.execute(
             "SELECT d.source_version, staging.version_us(s.last_updated) FROM dim_design d "
             "JOIN staging.design s USING (design_id)"
         ).fetchall()
     assert version == expected > 0
-    pipeline.model(WINDOWS[0])
+    run_in_order(pipeline, three_windows, [0])
     assert gate_failures(WINDOWS[0]) == {}
+
+
+def test_a_migration_waits_a_bounded_time_for_a_readers_lock_and_applies_nothing(
+    warehouse_dsn, postgres_admin_dsn, monkeypatch
+):
+    """ALTER TABLE waits for a reader's lock, and every later reader queues behind it: a migration
+    gives up after lock_timeout instead (the task retries), leaving the warehouse as it was."""
+    import threading
+
+    monkeypatch.setattr(warehouse, "MIGRATION_LOCK_TIMEOUT", "1s")
+    with psycopg.connect(warehouse_dsn) as conn:
+        conn.execute(paths.sql_path("warehouse", "migrations", "001_baseline.sql").read_text())
+    reader = psycopg.connect(warehouse_dsn, autocommit=True)
+    thread = threading.Thread(
+        target=lambda: reader.execute(
+            "SELECT pg_sleep(30) FROM dim_staff RIGHT JOIN (SELECT 1) AS one ON true"
+        )
+    )
+    thread.start()
+    try:
+        threading.Event().wait(1)
+        with psycopg.connect(warehouse_dsn) as conn, pytest.raises(psycopg.errors.LockNotAvailable):
+            warehouse.migrate(conn)
+        with psycopg.connect(warehouse_dsn) as conn:
+            assert conn.execute("SELECT to_regclass('staging.schema_migrations')").fetchone() == (None,)
+    finally:
+        with psycopg.connect(postgres_admin_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_cancel_backend(%s)", (reader.info.backend_pid,))
+        thread.join(10)
+        reader.close()
+
+
+def test_a_migration_file_named_otherwise_is_refused_not_skipped(tmp_path, monkeypatch):
+    import shutil
+
+    include = tmp_path / "include"
+    shutil.copytree(paths.include_dir(), include)
+    (include / "sql" / "warehouse" / "migrations" / "003_add-index.sql").write_text("SELECT 1;")
+    monkeypatch.setenv("CONVEYOR_INCLUDE_DIR", str(include))
+    with pytest.raises(RuntimeError, match=r"'003_add-index\.sql' is not named NNN_lowercase_words\.sql"):
+        warehouse.migrations()
 
 
 def test_a_long_read_on_a_staging_view_does_not_block_a_run(pipeline, three_windows, postgres_admin_dsn):

@@ -1,4 +1,4 @@
--- dim_date: every date the window's orders and payments hold (staging.dim_date_window:
+-- dim_date: every date the orders and payments the window landed hold (staging.landed_dates:
 -- created, last updated, agreed delivery and payment, payment date). Dates never change, so a
 -- date already there stays; its window_name is the first window by name that covered it, so
 -- windows modelled (or loaded into Snowflake) in any order leave the same rows.
@@ -12,6 +12,6 @@ SELECT d,
        to_char(d, 'FMMonth'),
        extract(quarter FROM d)::integer,
        %(window)s
-FROM (SELECT DISTINCT date_id FROM staging.dim_date_window WHERE window_name = %(window)s) AS dates (d)
+FROM (SELECT DISTINCT date_id FROM staging.landed_dates WHERE window_name = %(window)s) AS dates (d)
 ON CONFLICT (date_id) DO UPDATE SET window_name = excluded.window_name
 WHERE excluded.window_name < dim_date.window_name;

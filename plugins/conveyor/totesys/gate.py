@@ -9,14 +9,15 @@ any constraint being dropped:
   and each of those rows finds its dimension rows (`<fact>_<column>_in_<dimension>`);
 * **dimensions**: every key the window covers has its row (`<dim>_rows_present`), holding exactly
   what the newest landed source rows say, version included (`<dim>_rows_match_source`, compared as
-  JSON); the table has one row per current source row (`<dim>_count_matches_staging`);
+  JSON); across the whole table, every row has its source row and every current source row its
+  dimension row (`<dim>_every_row_has_a_source`, `<dim>_every_source_has_a_row`);
 * **dim_date**: every date the window's rows hold is there (`dim_date_dates_present`), with its
   parts right (`dim_date_parts_right`).
 
 Each checked "table" is a one-row subquery of counts, so a window that covers no row of a table
 checks (and passes) too. A run that lands newer versions of the same keys between another run's
 model and its gate (a backfill beside the scheduled runs) can fail `rows_match_source` or
-`count_matches_staging` for those keys until it models them: the gate's retries cover that.
+`every_source_has_a_row` for those keys until it models them: the gate's retries cover that.
 """
 
 from __future__ import annotations
@@ -81,14 +82,18 @@ def _dimension_checks(dim: str, window_sql: str) -> dict:
         f"(SELECT count(*) {covered} WHERE d.{key} IS NULL) AS missing_rows",
         # The whole row as JSON (the source view has the dimension's columns, window_name aside).
         f"(SELECT count(*) {covered} WHERE to_jsonb(d) - 'window_name' <> to_jsonb(s)) AS rows_unlike_source",
-        f"(SELECT count(*) FROM {dim}) - (SELECT count(*) FROM staging.{dim}_source) AS count_difference",
+        f"(SELECT count(*) FROM {dim} AS d WHERE NOT EXISTS "
+        f"(SELECT 1 FROM staging.{dim}_source AS s WHERE s.{key} = d.{key})) AS rows_without_source",
+        f"(SELECT count(*) FROM staging.{dim}_source AS s WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {dim} AS d WHERE d.{key} = s.{key})) AS sources_without_row",
     ]
     return {
         "table": f"(SELECT {', '.join(counts)}) AS {dim}_window",
         "checks": {
             f"{dim}_rows_present": {"check_statement": "missing_rows = 0"},
             f"{dim}_rows_match_source": {"check_statement": "rows_unlike_source = 0"},
-            f"{dim}_count_matches_staging": {"check_statement": "count_difference = 0"},
+            f"{dim}_every_row_has_a_source": {"check_statement": "rows_without_source = 0"},
+            f"{dim}_every_source_has_a_row": {"check_statement": "sources_without_row = 0"},
         },
     }
 

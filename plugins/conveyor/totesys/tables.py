@@ -10,6 +10,7 @@ compared with timestamp bounds would silently miss rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from conveyor.config import ConfigError, load_json
@@ -17,6 +18,10 @@ from conveyor.config import ConfigError, load_json
 FORMATS = ("parquet", "csv")
 CURSOR_TYPES = ("timestamp without time zone", "timestamp with time zone")
 TABLE_FIELDS = ("name", "primary_key", "cursor", "columns")
+# Column names that say "when the row last changed" (a created_* cursor beside one is refused).
+UPDATE_TIME_COLUMN = re.compile(
+    r"(last_)?(updated|modified|changed)(_at|_on|_time)?|(update|modify|change)_(time|date)"
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ def catalog_columns(conn, spec: TableSpec, schema: str = "public") -> list[Colum
     for required in (spec.primary_key, spec.cursor):
         if required not in wanted:
             raise ConfigError(f"table {spec.name!r}: field 'columns' must include {required!r}")
-    updated = [c for c in live if "updated" in c or "modified" in c]
+    updated = [c for c in live if UPDATE_TIME_COLUMN.fullmatch(c)]
     if spec.cursor.startswith("created") and updated:
         raise ConfigError(
             f"table {spec.name!r}: field 'cursor': {spec.cursor!r} only moves when a row is inserted, so "

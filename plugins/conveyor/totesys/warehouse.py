@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from datetime import UTC
 
 from conveyor import paths
 from conveyor.s3 import S3ObjectReader
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = ("warehouse", "migrations")
 MIGRATION_FILE = re.compile(r"(?P<version>\d{3})_[a-z0-9_]+\.sql")
+MIGRATION_LOCK_TIMEOUT = "10s"
 ROW_BATCH = 16_384  # Parquet rows decoded and sent to COPY at a time (bigger batches: more memory, no faster)
 READ_BUFFER = 8 * 1024 * 1024  # bytes per ranged GET
 
@@ -44,9 +46,11 @@ def model_files(group: tuple[str, ...]) -> list[str]:
 def migrations() -> list[tuple[int, str]]:
     """(version, file name) of every migration in include/sql/warehouse/migrations, in order."""
     found = []
-    for path in sorted(paths.sql_path(*MIGRATIONS).iterdir()):
-        if match := MIGRATION_FILE.fullmatch(path.name):
-            found.append((int(match["version"]), path.name))
+    for path in sorted(paths.sql_path(*MIGRATIONS).glob("*.sql")):
+        match = MIGRATION_FILE.fullmatch(path.name)
+        if not match:  # never skipped in silence: it would not be applied
+            raise RuntimeError(f"warehouse migration {path.name!r} is not named NNN_lowercase_words.sql")
+        found.append((int(match["version"]), path.name))
     versions = [v for v, _ in found]
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"two warehouse migrations share a number: {[n for _, n in found]}")
@@ -73,6 +77,9 @@ def migrate(conn) -> list[str]:
     done = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('conveyor.warehouse.migrate'))")
+        # DDL waits for the locks readers hold, and every reader then queues behind it: give up
+        # after a while instead (the task retries) rather than stall the tables for everyone.
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (MIGRATION_LOCK_TIMEOUT,))
         conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS staging.schema_migrations (version integer PRIMARY KEY, "
@@ -179,10 +186,11 @@ def _create_landing_table(conn, entry: dict) -> bool:
     from psycopg import sql
 
     table = entry["table"]
-    if conn.execute("SELECT to_regclass(%s)", (f"staging.{table}_landed",)).fetchone()[0] is not None:
+    exists = "SELECT to_regclass(format('staging.%%I', %s::text))"
+    if conn.execute(exists, (f"{table}_landed",)).fetchone()[0] is not None:
         return False
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"conveyor.land.create:{table}",))
-    if conn.execute("SELECT to_regclass(%s)", (f"staging.{table}_landed",)).fetchone()[0] is not None:
+    if conn.execute(exists, (f"{table}_landed",)).fetchone()[0] is not None:
         return False  # another landing made it while this one waited
     types = entry["schema"]
     names = entry.get("columns") or list(types)
@@ -228,42 +236,84 @@ def _create_landing_table(conn, entry: dict) -> bool:
 def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
     """Land one table's extract of `window` (its manifest entry) in staging.<table>_landed.
 
-    One transaction, one landing of a window at a time: the window's earlier rows go, the file's
-    rows come, and the count must be the manifest's; a failure anywhere leaves the table as it was.
+    One transaction, one landing of a window at a time; the count must be the manifest's, and a
+    failure anywhere leaves the table as it was. A window landed again (a cleared run, a retry)
+    replaces the versions it lands again and keeps the ones its new extract no longer has: a row
+    updated since exists in the source only in its newer version, and the version it replaced
+    was real, may be modelled already, and is the only landed copy until a later window lands
+    the newer one.
     """
     from psycopg import sql
-    from psycopg.copy import LibpqWriter
 
     table = entry["table"]
     landed = sql.Identifier("staging", f"{table}_landed")
-    rows = 0
+    rows = replaced = 0
     with conn.transaction():
         _create_landing_table(conn, entry)
         # Two runs may land the same window at once (a backfill runs beside the scheduled runs):
         # one at a time, or each would count only its own rows and both copies would stay.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"conveyor.land:{table}:{window.name}",))
         conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
-        replaced = conn.execute(
-            sql.SQL("DELETE FROM {} WHERE window_name = %s").format(landed), (window.name,)
-        ).rowcount
-        if entry["key"]:
-            names, source = _open(s3, bucket, entry["key"])
-            columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(landed, columns)
-            # psycopg's default writer queues up to 1024 blocks (128 MiB) when the server is the
-            # slower side, as it is here: write through libpq directly so memory stays one batch.
-            with conn.cursor() as cur, cur.copy(copy_sql, writer=LibpqWriter(cur)) as copy:
-                for chunk in _chunks(source):
-                    copy.write(chunk)
-            rows = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE window_name = %s").format(landed), (window.name,)
-            ).fetchone()[0]
+        _record_window(conn, window)
+        again = conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE window_name = %s)").format(landed), (window.name,)
+        ).fetchone()[0]
+        if entry["key"] and not again:  # the window's first landing: straight into the table
+            rows = _copy(conn, s3, bucket, entry["key"], landed)
+        elif entry["key"]:  # landed before: the file into a scratch table, then its versions replace
+            scratch = sql.Identifier(f"landing_{table}")
+            conn.execute(
+                sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                    scratch, landed
+                )
+            )
+            rows = _copy(conn, s3, bucket, entry["key"], scratch)
+            replaced = conn.execute(
+                sql.SQL(
+                    "DELETE FROM {landed} AS l USING {scratch} AS n WHERE l.window_name = %s "
+                    "AND l.{pk} = n.{pk} AND l.{cursor} = n.{cursor}"
+                ).format(
+                    landed=landed,
+                    scratch=scratch,
+                    pk=sql.Identifier(entry["primary_key"]),
+                    cursor=sql.Identifier(entry["cursor"]),
+                ),
+                (window.name,),
+            ).rowcount
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(landed, scratch))
         if rows != entry["rows"]:
             raise LandingMismatch(
                 f"{table}: landed {rows} rows of window {window.name}, the manifest says {entry['rows']} "
                 f"(s3://{bucket}/{entry['key']})"
             )
     return {"table": table, "rows": rows, "replaced": replaced}
+
+
+def _copy(conn, s3, bucket: str, key: str, target) -> int:
+    """COPY the extract file at `key` into `target` (an identifier); returns the rows copied."""
+    from psycopg import sql
+    from psycopg.copy import LibpqWriter
+
+    names, source = _open(s3, bucket, key)
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(target, columns)
+    # psycopg's default writer queues up to 1024 blocks (128 MiB) when the server is the slower
+    # side, as it is here: write through libpq directly so memory stays one batch.
+    with conn.cursor() as cur:
+        with cur.copy(copy_sql, writer=LibpqWriter(cur)) as copy:
+            for chunk in _chunks(source):
+                copy.write(chunk)
+        return cur.rowcount
+
+
+def _record_window(conn, window: Window) -> None:
+    """The window's cursor bounds in staging.windows: the fact versions it covers (migrations/002)."""
+    start, end = (bound.astimezone(UTC).replace(tzinfo=None) for bound in (window.start, window.end))
+    conn.execute(
+        "INSERT INTO staging.windows (window_name, window_start, window_end, full_snapshot) "
+        "VALUES (%s, %s, %s, %s) ON CONFLICT (window_name) DO NOTHING",
+        (window.name, start, end, window.full_snapshot),
+    )
 
 
 def export_all(conn, s3, bucket: str, window: Window) -> list[dict]:
