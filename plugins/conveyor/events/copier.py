@@ -144,7 +144,7 @@ def copy_and_settle(
     *,
     budget: Budget = Budget(),
     hold_seconds: int,
-    wait_seconds: int = 1,
+    wait_seconds: int = 0,
     **copy_options,
 ) -> dict:
     """Take `messages` (already received, e.g. by the wait) and then receive more while the budget
@@ -152,7 +152,8 @@ def copy_and_settle(
     messages. Returns the run's summary (see `problems` for what should fail the task).
 
     `hold_seconds`: how long each message stays invisible from when this run takes it (the
-    queue's visibility timeout). `wait_seconds`: each receive's long poll.
+    queue's visibility timeout). `wait_seconds`: each receive's long poll (0: the run ends as soon
+    as the queue looks empty, and the next run's wait long-polls).
     """
     started = time.monotonic()
     policy = sqs.redrive_policy(sqs_client, queue_url)  # also: the queue is reachable
@@ -273,13 +274,17 @@ def _keep(message: ParsedMessage, failed: list[dict], summary: _Summary) -> None
     summary.failed += failed
     limit = summary.max_receive_count
     last = limit is not None and message.receive_count is not None and message.receive_count >= limit
+    if limit is None:
+        where = "the queue has no redrive policy"
+    else:
+        where = f"receive {message.receive_count} of {limit}" + (
+            f"; next: {summary.dead_letter_queue}" if last else ""
+        )
     for item in failed:
         log.warning(
-            "Copy failed, message %s kept (receive %s of %s%s): %s/%s version %s: %s",
+            "Copy failed, message %s kept (%s): %s/%s version %s: %s",
             message.message_id,
-            message.receive_count,
-            limit,
-            f"; next: {summary.dead_letter_queue}" if last else "",
+            where,
             item["bucket"],
             item["key"],
             item["version_id"],
