@@ -303,6 +303,45 @@ def test_a_persistent_error_on_one_object_reaches_the_dlq_named_once_while_the_r
     assert "events%2Farchived.json" in dead["Body"]  # the event as S3 sent it (key URL-encoded)
 
 
+def test_access_denied_on_one_key_keeps_only_its_message_and_fails_nothing(aws, clients):
+    """AccessDenied on one key, from moto's IAM simulation (a policy that denies reading one
+    prefix): that message stays for the redrive policy, the other is copied and deleted, and
+    nothing says the run should fail."""
+    import boto3
+    from moto.core.authorization import enable_iam_authentication
+
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    s3.put_object(Bucket=SOURCE, Key="secret/denied.json", Body=b"d")
+    s3.put_object(Bucket=SOURCE, Key="open/fine.json", Body=b"f")
+    for key in ("secret/denied.json", "open/fine.json"):
+        sqs.send_message(QueueUrl=queue, MessageBody=event_body(key, bucket=SOURCE))
+    iam = aws["session"].client("iam")
+    iam.create_user(UserName="copier")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{SOURCE}/secret/*"},
+        ],
+    }
+    iam.put_user_policy(UserName="copier", PolicyName="copier", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="copier")["AccessKey"]
+    as_copier = boto3.Session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=REGION
+    )
+    with enable_iam_authentication():
+        summary = copier.copy_and_settle(
+            as_copier.client("s3"), as_copier.client("sqs"), queue, [], CURATED, None, hold_seconds=60
+        )
+    assert curated(s3) == {"open/fine.json": b"f"}
+    [failed] = summary["failed"]
+    assert failed["key"] == "secret/denied.json" and "AccessDenied" in failed["error"]
+    assert (summary["copied"], summary["deleted"], len(summary["kept"])) == (1, 1, 1)
+    assert copier.problems(summary) == []
+    assert queue_depth(sqs, queue) == (0, 1), "the denied message waits, hidden, for its next receive"
+
+
 def test_a_backlog_of_ten_budgets_of_large_objects_drains_with_nothing_in_the_dead_letter_queue(
     clients, no_retries, record_property
 ):

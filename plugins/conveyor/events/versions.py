@@ -80,18 +80,19 @@ def plan_copies(
     """One plan per object: one HEAD per key, and one more per event naming a non-current version."""
     objects = list(dict.fromkeys(objects))
     current = _heads(s3, {(o.bucket, o.key, None) for o in objects}, max_concurrency)
-    older = {
-        (o.bucket, o.key, o.version_id)
-        for o in objects
-        if o.version_id
-        and current[(o.bucket, o.key, None)].code is None
-        and o.version_id != current[(o.bucket, o.key, None)].version_id
-    }
-    named = _heads(s3, older, max_concurrency)
 
+    def head_of(o: ObjectCreated) -> _Head:
+        return current[(o.bucket, o.key, None)]
+
+    def names_another(o: ObjectCreated) -> bool:  # a version, and not the current one
+        return bool(o.version_id) and head_of(o).code is None and o.version_id != head_of(o).version_id
+
+    named = _heads(
+        s3, {(o.bucket, o.key, o.version_id) for o in objects if names_another(o)}, max_concurrency
+    )
     plans = {}
     for o in objects:
-        head = current[(o.bucket, o.key, None)]
+        head = head_of(o)
         if head.missing and o.version_id:
             plan = Plan(Outcome.COPY, S3Object(o.bucket, o.key, o.size, o.version_id))
         elif head.missing:
