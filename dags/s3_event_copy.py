@@ -2,26 +2,35 @@
 ### S3 event copy (raw → curated)
 
 Replaces the S3 → SNS → SQS → Lambda copier. Runs continuously: waits on the raw-events SQS queue
-for the ObjectCreated events of the raw bucket's `events/` prefix, copies each object they name
-to the curated bucket under the same key (server-side, multipart for large objects, metadata
-kept), then deletes exactly the messages whose copies all succeeded.
+for the ObjectCreated events of the raw bucket's `events/` prefix, copies the exact object
+version each event names to the curated bucket under the same key (server-side, multipart for
+large objects, metadata kept), then deletes the messages that are settled.
 
-* **A bounded batch per run**: at most 500 messages and 20 GiB of named objects; the rest are
-  released at once for the next run. The batch is hidden on the queue for the full visibility
-  timeout (15 min) before any copy starts, and copies stop being started after 8 minutes
-  (`copy_events` is stopped at 10), so no message reappears while its copy runs.
+* **A bounded batch per run**: the run receives messages in waves of 10 until it has 500
+  messages, 20 GiB of named objects or 5 minutes; it copies everything it received and never
+  releases a message unread (a release would cost it one of its 5 receives). Each message is
+  hidden on the queue for the full visibility timeout (15 min) before its copy starts;
+  `copy_events` is stopped at 10 minutes, so no message reappears while its copy runs.
+* **Exact versions**: an event whose version was overwritten since is not copied (the newer
+  version's own event copies it, so a late event never rolls curated back); a version that no
+  longer exists (deleted, expired) is **recorded** in `_quarantine/` of the curated bucket
+  (bucket, key, version, reason) and its message deleted. The run succeeds for the rest.
 * Events arrive SNS-wrapped or raw; `s3:TestEvent` messages are deleted; a message that is not an
   S3 event is written with the reason to `_quarantine/` in the curated bucket (outside
   `events/`, so Snowpipe never sees it) and deleted.
-* A message whose copy failed stays on the queue: SQS delivers it again after the visibility
-  timeout, and after 5 receives the redrive policy moves it to the dead-letter queue. A delete
-  that SQS refuses fails the task. Duplicates and reordering are harmless (same key).
-* A quiet hour skips the run; an error (AccessDenied, a missing queue, a KMS key) fails it,
-  also in deferrable mode. After 3 failed runs in a row the DAG pauses itself (the failure
-  alerts say why): fix the cause and unpause.
+* **A copy that fails** (AccessDenied, an archived object, ...) does not fail the run: its
+  message comes back after the visibility timeout, and after 5 receives the redrive policy moves
+  it to the dead-letter queue while the other events keep flowing. On its last receive one
+  alert (`[conveyor] s3_event_copy dead-letter ...` on the notifications topic) names its keys
+  and errors; the CloudWatch alarm on the dead-letter queue fires too.
+* **Systemic errors fail the run**: the queue unreachable or missing, SQS refusing deletes, the
+  quarantine not writable, a queue without a redrive policy. A quiet hour skips the run; an
+  error fails it, also in deferrable mode. After 3 failed runs in a row the DAG pauses itself
+  (the failure alerts say why): fix the cause and unpause. Events wait on the queue for 14 days;
+  a CloudWatch alarm fires when the oldest is 3 hours old.
 * Emits the `curated` asset with the object count; skips the run when nothing was copied.
-* **Params**: `replay_keys` copies the given raw-bucket keys (under `events/`) now instead of
-  waiting for events.
+* **Params**: `replay_keys` copies the given raw-bucket keys (under `events/`, their current
+  versions) now instead of waiting for events.
 * The sensor is deferrable when `[operators] default_deferrable` is true (set on MWAA).
 """
 
@@ -35,7 +44,7 @@ from airflow.sdk import Param, chain, dag, task
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
-from conveyor import sqs
+from conveyor import alerts
 from conveyor.assets import CURATED
 from conveyor.defaults import CONTINUOUS_SINCE, DEFAULT_ARGS, Tag
 from conveyor.events import copier
@@ -50,8 +59,14 @@ from conveyor.resources import (
 )
 
 DAG_ID = "s3_event_copy"
-# One run's batch: every copy starts within BUDGET.seconds, well inside execution_timeout.
-BUDGET = copier.Budget(messages=500, bytes=20 * copier.GiB, seconds=COPY_EVENTS_TIMEOUT_S * 0.8)
+# One run's batch: receiving stops at BUDGET.seconds; every copy starts within copy_seconds,
+# well inside execution_timeout (the last wave's copies may run on after the receiving stops).
+BUDGET = copier.Budget(
+    messages=500,
+    bytes=20 * copier.GiB,
+    seconds=COPY_EVENTS_TIMEOUT_S * 0.5,
+    copy_seconds=COPY_EVENTS_TIMEOUT_S * 0.8,
+)
 
 
 @dag(
@@ -60,7 +75,8 @@ BUDGET = copier.Budget(messages=500, bytes=20 * copier.GiB, seconds=COPY_EVENTS_
     start_date=CONTINUOUS_SINCE,  # @continuous needs one to create a second run (see defaults)
     max_active_runs=1,
     catchup=False,
-    # A persistent error fails every run; pause after three instead of looping (alerts say why).
+    # A systemic error (the queue unreachable, ...) fails every run; pause after three instead of
+    # looping (alerts say why). A bad object never fails a run: its message goes to the DLQ.
     max_consecutive_failed_dag_runs=3,
     default_args=DEFAULT_ARGS,
     tags=[Tag.CONVEYOR, Tag.S3, Tag.SQS],
@@ -89,9 +105,10 @@ def s3_event_copy():
     wait_for_events = EventQueueSensor(
         task_id="wait_for_events",
         sqs_queue=queue_url,
-        # One long poll wakes the run up (the sensor makes every one of num_batches polls, each
-        # waiting out wait_time_seconds when the queue is empty); copy_events drains the rest.
-        max_messages=10,
+        # One long poll for one message wakes the run up (the sensor makes every one of
+        # num_batches polls, each waiting out wait_time_seconds when the queue is empty);
+        # copy_events receives the rest, only as many as its budget takes.
+        max_messages=1,
         num_batches=1,
         wait_time_seconds=20,
         delete_message_on_reception=False,  # deleted by copy_events, only after the copy
@@ -103,27 +120,27 @@ def s3_event_copy():
     # Stopped well before the batch's hold on the queue (the visibility timeout) runs out.
     @task(outlets=[CURATED], execution_timeout=timedelta(seconds=COPY_EVENTS_TIMEOUT_S))
     def copy_events(queue_url: str, ti=None, dag_run=None, outlet_events=None) -> dict:
-        """Copy what a bounded batch of messages names to curated; delete the messages that are done."""
+        """Copy what a bounded batch of messages names to curated; settle each message."""
         names = names_from_variable()
-        sqs_client = SqsHook(aws_conn_id=AWS_CONN_ID).get_conn()
-        messages = ti.xcom_pull(task_ids="wait_for_events", key="messages") or []
-        messages += sqs.receive_available(sqs_client, queue_url, BUDGET.messages - len(messages))
+        day = utc_date(dag_run.run_after)  # continuous and manual runs may have no data interval
         summary = copier.copy_and_settle(
             S3Hook(aws_conn_id=AWS_CONN_ID).get_conn(),
-            sqs_client,
+            SqsHook(aws_conn_id=AWS_CONN_ID).get_conn(),
             queue_url,
-            messages,
+            ti.xcom_pull(task_ids="wait_for_events", key="messages") or [],
             names.bucket("curated"),
-            # Continuous and manual runs may have no data interval; every run has run_after.
-            utc_date(dag_run.run_after),
+            day,
             budget=BUDGET,
             hold_seconds=QUEUE_VISIBILITY_TIMEOUT_S,
         )
+        if summary["dead_letters"]:  # named once: on the last receive before the DLQ
+            alert = copier.dead_letter_alert(summary, dag_id=DAG_ID, run_id=dag_run.run_id, day=day)
+            alerts.publish(alert, alerts.notifications_topic_arn())
         problems = copier.problems(summary)
         if problems:
             raise RuntimeError(" ".join(problems))
         if not summary["copied"]:
-            raise AirflowSkipException(f"nothing to copy: {summary}")
+            raise AirflowSkipException(f"nothing copied: {copier.outline(summary)}")
         outlet_events[CURATED].extra = {"objects": summary["copied"], "bytes": summary["bytes"]}
         return summary
 

@@ -70,13 +70,14 @@ def provision(session, names: Names | None = None) -> dict:
     queues, dead_letter_queues = {}, {}
     for kind, topic_kind in resources.QUEUES.items():
         dlq_url, dlq_arn = _create_queue(
-            sqs, names.dead_letter_queue(kind), {"MessageRetentionPeriod": str(14 * 24 * 3600)}
+            sqs, names.dead_letter_queue(kind), {"MessageRetentionPeriod": str(resources.QUEUE_RETENTION_S)}
         )
         url, arn = _create_queue(
             sqs,
             names.queue(kind),
             {
                 "VisibilityTimeout": str(resources.QUEUE_VISIBILITY_TIMEOUT_S),
+                "MessageRetentionPeriod": str(resources.QUEUE_RETENTION_S),
                 "RedrivePolicy": json.dumps(
                     {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(resources.MAX_RECEIVE_COUNT)}
                 ),

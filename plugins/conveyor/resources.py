@@ -54,6 +54,10 @@ QUEUES = {
     "raw-events": "raw-events",
 }
 MAX_RECEIVE_COUNT = 5
+# Both queues keep a message for the SQS maximum, counted from when it was first sent (a move to
+# the DLQ keeps that time): a paused or failing s3_event_copy loses nothing for 14 days, and
+# Terraform's alarm on the oldest message's age fires long before.
+QUEUE_RETENTION_S = 14 * 24 * 3600
 # s3_event_copy's `copy_events` first hides its batch for QUEUE_VISIBILITY_TIMEOUT_S from that
 # moment (ChangeMessageVisibility), then runs for at most COPY_EVENTS_TIMEOUT_S (its
 # execution_timeout): a message cannot become visible again while its copy is running.

@@ -61,6 +61,7 @@ class CopyRequest:
 class CopyResult:
     request: CopyRequest
     error: str | None = None
+    code: str | None = None  # the S3 error code of a failed copy ("NoSuchVersion", "AccessDenied", ...)
 
     @property
     def ok(self) -> bool:
@@ -164,7 +165,7 @@ def _attempt(request: CopyRequest, copy) -> CopyResult:
     try:
         copy()
     except Exception as exc:
-        return CopyResult(request, f"{type(exc).__name__}: {exc}")
+        return CopyResult(request, f"{type(exc).__name__}: {exc}", s3_error_code(exc))
     return CopyResult(request)
 
 

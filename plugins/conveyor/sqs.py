@@ -3,14 +3,18 @@
 Every batch call reports its per-message failures; nothing here drops a failure silently. A
 failed visibility change or delete (`Failed` entries, such as a receipt handle that went stale
 because the message became visible again and was received elsewhere) is returned to the caller,
-which decides whether that message is processed and whether the run fails.
+which decides whether that message is processed and whether the run fails. Every receive asks
+for each message's `ApproximateReceiveCount`, so the caller knows a message's last receive
+before the redrive policy moves it to the dead-letter queue.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 BATCH = 10  # SQS batch calls take at most 10 entries
+RECEIVE_COUNT = "ApproximateReceiveCount"  # receives so far, this one included
 
 
 @dataclass(frozen=True)
@@ -23,13 +27,53 @@ class Failure:
         return f"{self.message_id}: {self.code} {self.reason}".strip()
 
 
+@dataclass(frozen=True)
+class RedrivePolicy:
+    """Where a message goes after `max_receive_count` receives without being deleted."""
+
+    max_receive_count: int
+    dead_letter_queue_arn: str
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return self.dead_letter_queue_arn.rsplit(":", 1)[-1]
+
+
+def redrive_policy(sqs, queue_url: str) -> RedrivePolicy | None:
+    """The queue's redrive policy as SQS has it now; None when the queue has none."""
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+    policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+    if not policy:
+        return None
+    policy = json.loads(policy)
+    return RedrivePolicy(int(policy["maxReceiveCount"]), policy["deadLetterTargetArn"])
+
+
+def receive(
+    sqs, queue_url: str, count: int, *, hold_seconds: int | None = None, wait_seconds: int = 0
+) -> list[dict]:
+    """One ReceiveMessage of up to `count` (at most 10) messages, with their receive counts.
+
+    `hold_seconds`: hidden for that long from now (default: the queue's visibility timeout).
+    `wait_seconds` > 0 long-polls, which asks every SQS server (a short poll samples some of them
+    and can answer with nothing while messages wait).
+    """
+    request = {
+        "QueueUrl": queue_url,
+        "MaxNumberOfMessages": min(BATCH, count),
+        "WaitTimeSeconds": wait_seconds,
+        "MessageSystemAttributeNames": [RECEIVE_COUNT],
+    }
+    if hold_seconds is not None:
+        request["VisibilityTimeout"] = hold_seconds
+    return sqs.receive_message(**request).get("Messages", [])
+
+
 def receive_available(sqs, queue_url: str, limit: int) -> list[dict]:
     """Receive up to `limit` messages that are waiting now (no long poll), 10 per request."""
     received: list[dict] = []
     while len(received) < limit:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=min(BATCH, limit - len(received)), WaitTimeSeconds=0
-        ).get("Messages", [])
+        batch = receive(sqs, queue_url, limit - len(received))
         if not batch:
             break
         received.extend(batch)

@@ -1,7 +1,9 @@
 """s3_event_copy on moto: the real S3 -> SNS -> SQS chain through Airflow, settle-after-copy,
-duplicates, partial failure, poison messages, the dead-letter queue; the visibility promise (hold,
-bounded batches, deadline, failed deletes) with short visibility timeouts; and the wait for events
-in deferrable mode (errors, timeouts, quiet periods) against a moto server."""
+duplicates, exact versions (vanished, superseded), a persistent per-object error reaching the
+dead-letter queue named once, poison messages; a backlog of large objects draining without
+burning receives; the visibility promise (hold, bounded batches, deadlines, failed deletes) with
+short visibility timeouts; and the wait for events in deferrable mode (errors, timeouts, quiet
+periods, receive counts) against a moto server."""
 
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ import os
 import threading
 import time
 import traceback
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import unquote_plus
 
 import pytest
-from conftest import ROOT, run_dag, task_states
+from conftest import REGION, ROOT, read_messages, run_dag, task_states
 
 from conveyor import sqs as sqs_helpers
 from conveyor.events import copier
 from conveyor.s3 import MiB
+
+GiB = 1024 * MiB
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +40,13 @@ def queue_depth(sqs, url) -> tuple[int, int]:
     return int(attributes["ApproximateNumberOfMessages"]), int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+def wait_until_visible(sqs, url, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while queue_depth(sqs, url)[0] < count:
+        assert time.monotonic() < deadline, f"fewer than {count} visible message(s) after {timeout:.0f}s"
+        time.sleep(0.2)
 
 
 def curated(s3) -> dict[str, bytes]:
@@ -54,8 +65,10 @@ def clients(aws):
     )
 
 
-def event_body(*keys: str, bucket: str = RAW, size: int = 1) -> str:
-    """A raw (not SNS-wrapped) S3 event, as a bucket sends straight to SQS."""
+def event_body(*keys: str, bucket: str = RAW, size: int = 1, version_id: str | None = None) -> str:
+    """A raw (not SNS-wrapped) S3 event, as a bucket sends straight to SQS. With `version_id`, it
+    names the version as AWS does for a versioned bucket (moto's own events leave it out)."""
+    version = {"versionId": version_id} if version_id else {}
     return json.dumps(
         {
             "Records": [
@@ -64,13 +77,30 @@ def event_body(*keys: str, bucket: str = RAW, size: int = 1) -> str:
                     "eventName": "ObjectCreated:Put",
                     "s3": {
                         "bucket": {"name": bucket},
-                        "object": {"key": key.replace(" ", "+"), "size": size},
+                        "object": {"key": key.replace(" ", "+"), "size": size, **version},
                     },
                 }
                 for key in keys
             ]
         }
     )
+
+
+def quarantined(s3, prefix: str = "_quarantine/") -> list[dict]:
+    listed = s3.list_objects_v2(Bucket=CURATED, Prefix=prefix).get("Contents", [])
+    return [json.loads(s3.get_object(Bucket=CURATED, Key=o["Key"])["Body"].read()) for o in listed]
+
+
+def deliverable(queue_url: str) -> int:
+    """Messages moto will still deliver. It counts those received maxReceiveCount times as visible
+    until a receive moves them to the DLQ, so ApproximateNumberOfMessages cannot tell whether one
+    more run would find anything (its wait would block for the sensor's 50 minutes)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID][REGION].queues[queue_url.rsplit("/", 1)[1]]
+    limit = queue.redrive_policy["maxReceiveCount"]
+    return sum(m.approximate_receive_count < limit for m in queue._messages)
 
 
 def empty_queue(sqs, queue) -> None:
@@ -133,22 +163,216 @@ def test_raw_events_several_records_and_duplicate_deliveries(clients):
     assert (summary["messages"], summary["deleted"], summary["copied"]) == (3, 3, 3)
 
 
-def test_a_failed_copy_keeps_only_its_message(clients, no_retries, monkeypatch):
-    s3, sqs, queue, _ = clients
-    # The run holds its batch for the queue's visibility timeout; 2 s here, so the kept message
-    # comes back within the test.
-    monkeypatch.setattr("conveyor.resources.QUEUE_VISIBILITY_TIMEOUT_S", 2)
+def test_an_event_whose_version_vanished_is_recorded_and_the_run_succeeds_for_the_rest(clients, no_retries):
+    """Issue 16 item 6. One event's object was deleted for good before the copy (moto's own event,
+    which names no version); another names, as AWS does, a version deleted for good while its key
+    lives on. Both are recorded in curated's _quarantine/ and their messages deleted; the good
+    objects beside them are copied and the run succeeds."""
+    s3, sqs, queue, dlq = clients
     s3.put_object(Bucket=RAW, Key="events/good-1.json", Body=b"1")
     s3.put_object(Bucket=RAW, Key="events/good-2.json", Body=b"2")
-    sqs.send_message(QueueUrl=queue, MessageBody=event_body("events/vanished.json"))  # object is not there
+    gone = s3.put_object(Bucket=RAW, Key="events/gone.json", Body=b"gone")
+    s3.delete_object(Bucket=RAW, Key="events/gone.json", VersionId=gone["VersionId"])
+    first = s3.put_object(Bucket=RAW, Key="events/rewritten.json", Body=b"v1")
+    s3.put_object(Bucket=RAW, Key="events/rewritten.json", Body=b"v2")
+    s3.delete_object(Bucket=RAW, Key="events/rewritten.json", VersionId=first["VersionId"])
+    sqs.send_message(
+        QueueUrl=queue, MessageBody=event_body("events/rewritten.json", version_id=first["VersionId"])
+    )
 
     dag_run = run_dag(DAG_ID)
-    assert dag_run.state == "failed"
-    assert task_states(dag_run)["copy_events"] == ["failed"]
-    assert curated(s3) == {"events/good-1.json": b"1", "events/good-2.json": b"2"}
-    [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, AttributeNames=["All"])["Messages"]
-    assert json.loads(message["Body"])["Records"][0]["s3"]["object"]["key"] == "events/vanished.json"
-    assert int(message["Attributes"]["ApproximateReceiveCount"]) >= 2, "redelivered after the hold"
+    assert dag_run.state == "success", task_states(dag_run)
+    copied = {k: v for k, v in curated(s3).items() if k.startswith("events/")}
+    assert copied == {"events/good-1.json": b"1", "events/good-2.json": b"2", "events/rewritten.json": b"v2"}
+    records = sorted(quarantined(s3), key=lambda r: r["objects"][0]["key"])
+    assert [r["reason"] for r in records] == [copier.VANISHED_REASON] * 2
+    [[gone_record], [rewritten_record]] = [r["objects"] for r in records]
+    assert (gone_record["bucket"], gone_record["key"], gone_record["version_id"]) == (
+        RAW,
+        "events/gone.json",
+        None,  # moto's events name no version
+    )
+    assert (rewritten_record["bucket"], rewritten_record["key"], rewritten_record["version_id"]) == (
+        RAW,
+        "events/rewritten.json",
+        first["VersionId"],
+    )
+    assert "404" in gone_record["error"] and "404" in rewritten_record["error"]
+    assert "events/rewritten.json" in records[1]["body"], "the event itself is kept to send it again"
+    day = dag_run.run_after
+    prefix = f"_quarantine/year={day:%Y}/month={day:%m}/day={day:%d}/"
+    assert all(k.startswith(prefix) for k in curated(s3) if not k.startswith("events/"))
+    assert queue_depth(sqs, queue) == (0, 0) and queue_depth(sqs, dlq) == (0, 0)
+
+
+def test_the_exact_version_an_event_names_is_copied_even_after_its_key_was_deleted(clients):
+    """The raw bucket is versioned: an object deleted after its event (a delete marker) is still
+    there as the version the event names, and that version is what reaches curated."""
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    first = s3.put_object(Bucket=SOURCE, Key="v/kept.json", Body=b"as announced")
+    s3.delete_object(Bucket=SOURCE, Key="v/kept.json")  # a delete marker on top
+    sqs.send_message(
+        QueueUrl=queue, MessageBody=event_body("v/kept.json", bucket=SOURCE, version_id=first["VersionId"])
+    )
+    messages = sqs_helpers.receive_available(sqs, queue, 10)
+    summary = copier.copy_and_settle(s3, sqs, queue, messages, CURATED, date(2024, 3, 5), hold_seconds=60)
+    assert (summary["copied"], summary["deleted"], summary["failed"]) == (1, 1, [])
+    assert curated(s3) == {"v/kept.json": b"as announced"}
+    assert queue_depth(sqs, queue) == (0, 0)
+
+
+def test_a_late_event_for_an_overwritten_version_never_rolls_curated_back(clients):
+    """v2 was copied; then v1's event arrives (late, or redriven from the DLQ). Copying exactly v1
+    would put the older content back: it is superseded, not copied, and its message deleted."""
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    v1 = s3.put_object(Bucket=SOURCE, Key="v/order.json", Body=b"v1")
+    v2 = s3.put_object(Bucket=SOURCE, Key="v/order.json", Body=b"v2")
+    day = date(2024, 3, 5)
+    for version in (v2, v1):  # in this order, in one wave and then in runs of their own
+        sqs.send_message(
+            QueueUrl=queue,
+            MessageBody=event_body("v/order.json", bucket=SOURCE, version_id=version["VersionId"]),
+        )
+    both = copier.copy_and_settle(s3, sqs, queue, [], CURATED, day, hold_seconds=60)
+    assert (both["messages"], both["copied"], both["deleted"]) == (2, 1, 2)
+    assert curated(s3) == {"v/order.json": b"v2"}
+    sqs.send_message(
+        QueueUrl=queue, MessageBody=event_body("v/order.json", bucket=SOURCE, version_id=v1["VersionId"])
+    )
+    late = copier.copy_and_settle(s3, sqs, queue, [], CURATED, day, hold_seconds=60)
+    assert (late["copied"], late["deleted"]) == (0, 1)
+    assert late["superseded"] == [
+        {
+            "bucket": SOURCE,
+            "key": "v/order.json",
+            "version_id": v1["VersionId"],
+            "reason": f"version {v2['VersionId']} was written since",
+        }
+    ]
+    assert curated(s3) == {"v/order.json": b"v2"}
+    assert queue_depth(sqs, queue) == (0, 0)
+
+
+def test_a_persistent_error_on_one_object_reaches_the_dlq_named_once_while_the_rest_flows(
+    aws, clients, no_retries, monkeypatch
+):
+    """Issue 16 item 6. An object S3 refuses to copy (archived to Glacier: a real, persistent
+    per-object error in moto, as AccessDenied on one key is in AWS) fails no run: every run
+    succeeds and copies the good objects put beside it; the bad message comes back once per run,
+    one alert names its key and error on its 5th (last) receive, and the redrive policy moves it
+    to the dead-letter queue. (Before: every run failed, and three failures paused the DAG.)"""
+    s3, sqs, queue, dlq = clients
+    inbox = aws["queues"]["notifications-inbox"]
+    # The run holds its messages for the queue's visibility timeout: 5 s here (longer than a
+    # run's copy_events), so the kept message comes back once per run within the test.
+    monkeypatch.setattr("conveyor.resources.QUEUE_VISIBILITY_TIMEOUT_S", 5)
+    s3.put_object(Bucket=RAW, Key="events/archived.json", Body=b"cold", StorageClass="GLACIER")
+    read_messages(aws["session"], inbox)
+    runs, good = [], {}
+    for attempt in range(1, 6):
+        if attempt > 1:
+            wait_until_visible(sqs, queue, 1)  # the kept message is back after the hold
+        good[f"events/good-{attempt}.json"] = str(attempt).encode()
+        s3.put_object(Bucket=RAW, Key=f"events/good-{attempt}.json", Body=good[f"events/good-{attempt}.json"])
+        runs.append(run_dag(DAG_ID))
+        assert runs[-1].state == "success", task_states(runs[-1])
+        assert {k: v for k, v in curated(s3).items() if k.startswith("events/good")} == good
+        summary = runs[-1].get_task_instance("copy_events").xcom_pull(task_ids="copy_events")
+        [failure] = summary["failed"]
+        assert failure["key"] == "events/archived.json" and "ObjectNotInActiveTier" in failure["error"]
+        assert len(summary["dead_letters"]) == (1 if attempt == 5 else 0)
+    assert "events/archived.json" not in curated(s3)
+
+    alerts = read_messages(aws["session"], inbox)
+    assert [json.loads(a["Message"])["status"] for a in alerts] == ["dead-letter"], (
+        "named once, no failure alert"
+    )
+    alert = json.loads(alerts[0]["Message"])
+    assert alerts[0]["Subject"].startswith("[conveyor] s3_event_copy dead-letter for ")
+    assert alert["dead_letter_queue"] == "conveyor-local-raw-events-dlq"
+    [event] = alert["events"]
+    assert event["receive_count"] == 5
+    [named] = event["objects"]
+    assert named["key"] == "events/archived.json" and "ObjectNotInActiveTier" in named["error"]
+
+    wait_until_visible(sqs, queue, 1)  # the next receive moves it to the DLQ (the redrive policy)
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)
+    [dead] = sqs.receive_message(QueueUrl=dlq)["Messages"]
+    assert "events%2Farchived.json" in dead["Body"]  # the event as S3 sent it (key URL-encoded)
+
+
+def test_access_denied_on_one_key_keeps_only_its_message_and_fails_nothing(aws, clients):
+    """AccessDenied on one key, from moto's IAM simulation (a policy that denies reading one
+    prefix): that message stays for the redrive policy, the other is copied and deleted, and
+    nothing says the run should fail."""
+    import boto3
+    from moto.core.authorization import enable_iam_authentication
+
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    s3.put_object(Bucket=SOURCE, Key="secret/denied.json", Body=b"d")
+    s3.put_object(Bucket=SOURCE, Key="open/fine.json", Body=b"f")
+    for key in ("secret/denied.json", "open/fine.json"):
+        sqs.send_message(QueueUrl=queue, MessageBody=event_body(key, bucket=SOURCE))
+    iam = aws["session"].client("iam")
+    iam.create_user(UserName="copier")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{SOURCE}/secret/*"},
+        ],
+    }
+    iam.put_user_policy(UserName="copier", PolicyName="copier", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="copier")["AccessKey"]
+    as_copier = boto3.Session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=REGION
+    )
+    with enable_iam_authentication():
+        summary = copier.copy_and_settle(
+            as_copier.client("s3"), as_copier.client("sqs"), queue, [], CURATED, None, hold_seconds=60
+        )
+    assert curated(s3) == {"open/fine.json": b"f"}
+    [failed] = summary["failed"]
+    assert failed["key"] == "secret/denied.json" and "AccessDenied" in failed["error"]
+    assert (summary["copied"], summary["deleted"], len(summary["kept"])) == (1, 1, 1)
+    assert copier.problems(summary) == []
+    assert queue_depth(sqs, queue) == (0, 1), "the denied message waits, hidden, for its next receive"
+
+
+def test_a_backlog_of_ten_budgets_of_large_objects_drains_with_nothing_in_the_dead_letter_queue(
+    clients, no_retries, record_property
+):
+    """Issue 16 item 7. 40 events of 5 GiB each wait: 10 times a run's 20 GiB budget. The DAG runs
+    again and again, as @continuous would, until the queue has nothing left to deliver. Every
+    event reaches curated and none reaches the DLQ (maxReceiveCount 5, as provisioned). (Before:
+    each run took 4 and released the other 36, each release costing a receive: 20 in the DLQ.)
+
+    The events state the sizes (the budget counts what events state); the objects themselves are
+    one byte, so moto copies them at once."""
+    s3, sqs, queue, dlq = clients
+    empty_queue(sqs, queue)
+    keys = [f"backlog/{i:02d}.bin" for i in range(40)]
+    for key in keys:
+        s3.put_object(Bucket=SOURCE, Key=key, Body=b"x")
+        sqs.send_message(QueueUrl=queue, MessageBody=event_body(key, bucket=SOURCE, size=5 * GiB))
+    runs = 0
+    while deliverable(queue) and runs < 40:
+        dag_run = run_dag(DAG_ID)
+        runs += 1
+        assert dag_run.state == "success", task_states(dag_run)
+    # moto moves a message to the DLQ at the receive after its last one: make that receive.
+    assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", []) == []
+    dead = sum(queue_depth(sqs, dlq))
+    record_property("backlog_runs", runs)
+    record_property("backlog_dead_letters", dead)
+    print(f"backlog of 40 x 5 GiB (10 budgets): {runs} runs, {dead} message(s) in the DLQ")
+    assert dead == 0
+    assert sorted(curated(s3)) == keys
+    assert queue_depth(sqs, queue) == (0, 0)
+    assert runs == 10, "each run takes exactly its budget: 4 x 5 GiB"
 
 
 def test_poison_message_is_quarantined_outside_events_and_notifies_no_one(aws, clients):
@@ -251,19 +475,40 @@ def test_a_persistent_error_fails_every_run_and_the_third_failure_pauses_the_dag
 
 
 def test_message_that_keeps_failing_ends_in_the_dead_letter_queue(clients):
-    """The redrive policy (maxReceiveCount 5), not our code, moves it: we only never delete it."""
+    """The redrive policy (maxReceiveCount 5), not our code, moves it: we only never delete it, and
+    name it on its last receive. No run fails for it (no problems)."""
     s3, sqs, queue, dlq = clients
     empty_queue(sqs, queue)
     sqs.set_queue_attributes(QueueUrl=queue, Attributes={"VisibilityTimeout": "0"})
-    sqs.send_message(QueueUrl=queue, MessageBody=event_body("never-there.json"))
-    for _ in range(5):  # one delivery per run, as the DAG's sensor receives it
-        batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
-        assert len(batch) == 1
-        summary = copier.copy_and_settle(s3, sqs, queue, batch, CURATED, day=None, hold_seconds=0)
-        assert summary["kept"] and not summary["deleted"]
+    s3.put_object(Bucket=SOURCE, Key="cold.json", Body=b"c", StorageClass="GLACIER")
+    sqs.send_message(QueueUrl=queue, MessageBody=event_body("cold.json", bucket=SOURCE))
+    for receive in range(1, 6):  # one delivery per run, as the DAG's sensor receives it
+        batch = sqs_helpers.receive(sqs, queue, 10)
+        assert len(batch) == 1 and batch[0]["Attributes"]["ApproximateReceiveCount"] == str(receive)
+        summary = copier.copy_and_settle(
+            s3, sqs, queue, batch, CURATED, None, budget=copier.Budget(messages=1), hold_seconds=0
+        )
+        assert summary["kept"] and not summary["deleted"] and copier.problems(summary) == []
+        assert [d["receive_count"] for d in summary["dead_letters"]] == ([5] if receive == 5 else [])
     assert "Messages" not in sqs.receive_message(QueueUrl=queue)  # the 6th receive redrives it
     [dead] = sqs.receive_message(QueueUrl=dlq)["Messages"]
-    assert "never-there.json" in dead["Body"]
+    assert "cold.json" in dead["Body"]
+
+
+def test_without_a_redrive_policy_a_failed_copy_fails_the_run(clients):
+    """No dead-letter queue to go to: the message would come back until it expires, so the run
+    fails and says so (a systemic error: the queue is not set up as Terraform sets it up)."""
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"RedrivePolicy": ""})
+    s3.put_object(Bucket=SOURCE, Key="cold.json", Body=b"c", StorageClass="GLACIER")
+    s3.put_object(Bucket=SOURCE, Key="fine.json", Body=b"f")
+    sqs.send_message(QueueUrl=queue, MessageBody=event_body("cold.json", "fine.json", bucket=SOURCE))
+    summary = copier.copy_and_settle(s3, sqs, queue, [], CURATED, None, hold_seconds=60)
+    assert curated(s3) == {"fine.json": b"f"}
+    [problem] = copier.problems(summary)
+    assert problem.startswith("1 object(s) failed to copy and the queue has no redrive policy")
+    assert "cold.json: ObjectNotInActiveTierError" in problem
 
 
 def _slow_copies(s3, seconds: float) -> None:
@@ -296,33 +541,62 @@ def test_the_batch_is_hidden_for_the_whole_copy_even_past_the_queue_visibility_t
     assert queue_depth(sqs, queue) == (0, 0)
 
 
-def test_a_batch_is_bounded_by_messages_and_by_bytes_and_the_rest_is_released_at_once(clients):
+def test_a_run_receives_only_what_its_budget_takes_and_releases_nothing(clients):
+    """Bounded by messages and by the bytes the events state: the rest is never received, so it
+    has used none of its receives when the next run takes it."""
     s3, sqs, queue, _ = clients
     empty_queue(sqs, queue)
     for i in range(6):  # events sent by hand, stating 4 MiB each
         s3.put_object(Bucket=SOURCE, Key=f"b/{i}.bin", Body=b"x")
         sqs.send_message(QueueUrl=queue, MessageBody=event_body(f"b/{i}.bin", bucket=SOURCE, size=4 * MiB))
-    messages = sqs_helpers.receive_available(sqs, queue, 100)
-    assert len(messages) == 6
 
     by_count = copier.copy_and_settle(
-        s3, sqs, queue, messages, CURATED, None, budget=copier.Budget(messages=2), hold_seconds=60
+        s3, sqs, queue, [], CURATED, None, budget=copier.Budget(messages=2), hold_seconds=60
     )
-    assert (by_count["batch"], by_count["copied"], by_count["deleted"], by_count["released"]) == (2, 2, 2, 4)
-    # Released means visible now, not after the 900 s visibility timeout.
-    messages = sqs_helpers.receive_available(sqs, queue, 100)
-    assert len(messages) == 4
-
+    assert (by_count["messages"], by_count["copied"], by_count["deleted"], by_count["released"]) == (
+        2,
+        2,
+        2,
+        0,
+    )
     by_bytes = copier.copy_and_settle(
-        s3, sqs, queue, messages, CURATED, None, budget=copier.Budget(bytes=9 * MiB), hold_seconds=60
+        s3, sqs, queue, [], CURATED, None, budget=copier.Budget(bytes=9 * MiB), hold_seconds=60
     )
-    assert (by_bytes["batch"], by_bytes["deleted"], by_bytes["released"]) == (2, 2, 2), (
-        "4 MiB each, 9 MiB budget"
-    )
-    assert len(sqs_helpers.receive_available(sqs, queue, 100)) == 2
+    assert (by_bytes["messages"], by_bytes["deleted"], by_bytes["released"]) == (2, 2, 0), "4 MiB each, 9 MiB"
+    rest = sqs_helpers.receive(sqs, queue, 10)
+    assert len(rest) == 2
+    assert [m["Attributes"]["ApproximateReceiveCount"] for m in rest] == ["1", "1"], "never received before"
 
 
-def test_copies_past_the_time_budget_are_released_for_the_next_run_not_failed(clients):
+def test_receiving_stops_at_the_time_budget_and_what_was_received_is_copied(clients):
+    """The time budget stops the receiving, not the copying: the wave in hand is copied in full
+    (past the budget), and what waits on the queue is left unreceived for the next run."""
+    s3, sqs, queue, _ = clients
+    empty_queue(sqs, queue)
+    for i in range(8):
+        s3.put_object(Bucket=SOURCE, Key=f"t/{i}.json", Body=b"x")
+        sqs.send_message(QueueUrl=queue, MessageBody=event_body(f"t/{i}.json", bucket=SOURCE))
+    messages = sqs_helpers.receive(sqs, queue, 3)
+    _slow_copies(s3, 0.3)
+    summary = copier.copy_and_settle(
+        s3,
+        sqs,
+        queue,
+        messages,
+        CURATED,
+        None,
+        budget=copier.Budget(seconds=0.5),
+        hold_seconds=60,
+        max_concurrency=1,
+    )
+    assert (summary["messages"], summary["copied"], summary["deleted"], summary["released"]) == (3, 3, 3, 0)
+    rest = sqs_helpers.receive_available(sqs, queue, 100)
+    assert len(rest) == 5 and {m["Attributes"]["ApproximateReceiveCount"] for m in rest} == {"1"}
+
+
+def test_copies_not_started_by_the_copy_deadline_are_released_for_the_next_run_not_failed(clients):
+    """Only a wave that overran the run (copy_seconds, well before execution_timeout) leaves
+    received messages untried: released at once, not failed, not waiting out the hold."""
     s3, sqs, queue, _ = clients
     empty_queue(sqs, queue)
     for i in range(8):
@@ -337,7 +611,7 @@ def test_copies_past_the_time_budget_are_released_for_the_next_run_not_failed(cl
         messages,
         CURATED,
         None,
-        budget=copier.Budget(seconds=0.5),
+        budget=copier.Budget(seconds=0.5, copy_seconds=0.5),
         hold_seconds=60,
         max_concurrency=1,
     )
@@ -477,6 +751,18 @@ def test_deferred_wait_hands_the_messages_over(moto_server):
         for r in json.loads(json.loads(m["Body"])["Message"]).get("Records", [])
     ]
     assert [unquote_plus(r["s3"]["object"]["key"]) for r in records] == ["events/x.json"]
+    # Each message says how often it was received: the copy knows its last receive before the DLQ.
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in ti.pushed["messages"]} == {"1"}
+
+
+def test_poke_mode_wait_hands_the_messages_over_with_their_receive_counts(moto_server):
+    s3 = moto_server["session"].client("s3")
+    s3.put_object(Bucket=RAW, Key="events/y.json", Body=b"y")
+    ti = _TI()
+    _sensor(sqs_queue=moto_server["queues"]["raw-events"], deferrable=False, max_messages=10).execute(
+        {"ti": ti}
+    )
+    assert {m["Attributes"]["ApproximateReceiveCount"] for m in ti.pushed["messages"]} == {"1"}
 
 
 def test_deferred_wait_fails_on_a_trigger_error_where_soft_fail_would_skip(moto_server):

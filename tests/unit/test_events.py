@@ -1,4 +1,5 @@
-"""S3 event parsing: SNS-wrapped and raw, test events, key decoding, poison messages."""
+"""S3 event parsing (SNS-wrapped and raw, test events, key decoding, poison messages, versions,
+receive counts), how much a run receives, and which object version a copy reads."""
 
 from __future__ import annotations
 
@@ -6,8 +7,13 @@ import json
 
 import pytest
 
+from conveyor.events import copier, versions
 from conveyor.events import parsing as events
 from conveyor.events.parsing import ObjectCreated, PoisonMessage
+from conveyor.events.versions import Outcome
+from conveyor.s3 import S3Object
+
+GiB = 1024**3
 
 
 def record(
@@ -122,3 +128,83 @@ def test_parse_messages_never_raises_and_keeps_the_reason():
     assert [p.objects[0].key for p in parsed[:1]] == ["a.json"]
     assert parsed[1].poison.startswith("body is not valid JSON")
     assert parsed[1].body == "garbage"
+
+
+def test_the_version_an_event_names_is_kept_and_moto_s_events_name_none():
+    versioned = record("a.json")
+    versioned["s3"]["object"]["versionId"] = "3HL4kqtJvjVBH40Nrjfkd"
+    [named, unnamed], _ = events.parse_body(s3_event(versioned, record("b.json")))
+    assert (named.version_id, unnamed.version_id) == ("3HL4kqtJvjVBH40Nrjfkd", None)
+
+
+def test_the_receive_count_comes_from_the_message_attributes():
+    body = s3_event(record("a.json"))
+    counted, uncounted = events.parse_messages(
+        [
+            {
+                "MessageId": "1",
+                "ReceiptHandle": "r1",
+                "Body": body,
+                "Attributes": {"ApproximateReceiveCount": "5"},
+            },
+            {"MessageId": "2", "ReceiptHandle": "r2", "Body": body},
+        ]
+    )
+    assert (counted.receive_count, uncounted.receive_count) == (5, None)
+
+
+# --- how much a run receives -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("taken", "taken_bytes", "wanted"),
+    [
+        (0, 0, 1),  # nothing yet: one, to learn the sizes
+        (1, 5 * GiB, 3),  # 5 GiB each, 20 GiB budget: room for three more
+        (4, 20 * GiB, 0),  # the byte budget is reached
+        (1, 1, 10),  # small objects: a full receive
+        (495, 495, 5),  # the message budget's last five
+        (500, 500, 0),
+        (2, 18 * GiB, 0),  # 9 GiB each: the next would not fit
+        (1, 30 * GiB, 0),  # one message past the budget on its own (the wait's): nothing more
+    ],
+)
+def test_receive_size_stops_at_the_budget(taken, taken_bytes, wanted):
+    assert copier.receive_size(copier.Budget(messages=500, bytes=20 * GiB), taken, taken_bytes) == wanted
+
+
+# --- which version a copy reads (moto) -----------------------------------------------------------
+
+
+def test_plans_copy_the_current_version_supersede_older_ones_and_record_vanished_ones(aws):
+    s3 = aws["session"].client("s3")
+    bucket = aws["buckets"]["source"]  # versioned, as Terraform makes every bucket
+    v1 = s3.put_object(Bucket=bucket, Key="k.json", Body=b"1")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key="k.json", Body=b"22")["VersionId"]
+    gone = s3.put_object(Bucket=bucket, Key="gone.json", Body=b"g")["VersionId"]
+    s3.delete_object(Bucket=bucket, Key="gone.json", VersionId=gone)
+    deleted = s3.put_object(Bucket=bucket, Key="deleted.json", Body=b"d")["VersionId"]
+    s3.delete_object(Bucket=bucket, Key="deleted.json")  # a delete marker; the version stays
+
+    objects = {
+        "current": ObjectCreated(bucket, "k.json", 2, v2),
+        "unnamed": ObjectCreated(bucket, "k.json", 2),
+        "older": ObjectCreated(bucket, "k.json", 1, v1),
+        "gone": ObjectCreated(bucket, "gone.json", 1, gone),
+        "gone-unnamed": ObjectCreated(bucket, "gone.json", 1),
+        "deleted": ObjectCreated(bucket, "deleted.json", 1, deleted),
+    }
+    plans = versions.plan_copies(s3, objects.values())
+    outcome = {name: plans[o].outcome for name, o in objects.items()}
+    assert outcome == {
+        "current": Outcome.COPY,
+        "unnamed": Outcome.COPY,
+        "older": Outcome.SUPERSEDED,
+        "gone": Outcome.COPY,  # no current version: the copy of the named one says it is gone
+        "gone-unnamed": Outcome.VANISHED,
+        "deleted": Outcome.COPY,
+    }
+    assert plans[objects["current"]].source == S3Object(bucket, "k.json", 2, v2)
+    assert plans[objects["unnamed"]].source == S3Object(bucket, "k.json", 2, v2), "pinned to what HEAD saw"
+    assert plans[objects["deleted"]].source == S3Object(bucket, "deleted.json", 1, deleted)
+    assert plans[objects["older"]].detail == f"version {v2} was written since"

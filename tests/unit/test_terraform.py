@@ -444,6 +444,41 @@ def test_queue_only_accepts_its_topic_and_has_a_dead_letter_queue():
     assert "sourceQueueArns = [aws_sqs_queue.raw_events.arn]" in allow
 
 
+def test_events_wait_14_days_and_an_alarm_fires_hours_before_any_expires(aws):
+    """SQS deletes a message when its retention runs out, and that does not go to the DLQ: both
+    queues keep messages for the maximum, and an alarm on the oldest message's age fires long
+    before (a paused or failing s3_event_copy is noticed, and nothing expires). The local stack's
+    queues are made the same way."""
+    events = child("events")
+    variables = events["variable"]
+    assert resources.QUEUE_RETENTION_S == 1209600  # 14 days, the SQS maximum
+    for queue, variable in (
+        ("raw_events", "message_retention_seconds"),
+        ("raw_events_dlq", "dead_letter_retention_seconds"),
+    ):
+        assert (
+            resource(events, f"aws_sqs_queue.{queue}")["message_retention_seconds"] == f"${{var.{variable}}}"
+        )
+        assert variables[variable]["default"] == resources.QUEUE_RETENTION_S
+        assert variable not in root()["module"]["events"], "the root keeps the module's 14 days"
+
+    alarm = resource(events, "aws_cloudwatch_metric_alarm.oldest_message")
+    assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+    assert alarm["dimensions"] == {"QueueName": "${aws_sqs_queue.raw_events.name}"}
+    assert (alarm["statistic"], alarm["comparison_operator"]) == ("Maximum", "GreaterThanThreshold")
+    assert alarm["threshold"] == "${var.oldest_message_alarm_seconds}"
+    assert alarm["alarm_actions"] == ['${aws_sns_topic.this["notifications"].arn}']
+    threshold = variables["oldest_message_alarm_seconds"]["default"]
+    # Well under the retention, and above a failing message's own way to the DLQ (5 x 15 min).
+    assert threshold > resources.MAX_RECEIVE_COUNT * resources.QUEUE_VISIBILITY_TIMEOUT_S
+    assert threshold + alarm["period"] * alarm["evaluation_periods"] <= resources.QUEUE_RETENTION_S / 50
+
+    sqs = aws["session"].client("sqs")
+    for url in (aws["queues"]["raw-events"], aws["dead_letter_queues"]["raw-events"]):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MessageRetentionPeriod"])
+        assert attributes["Attributes"]["MessageRetentionPeriod"] == str(resources.QUEUE_RETENTION_S)
+
+
 def test_visibility_timeout_outlasts_the_copy_task():
     """The queue's visibility timeout (Terraform) is the hold copy_events puts on its batch before
     copying; the task, as Airflow parsed it, is stopped well before the hold ends and stops
@@ -462,7 +497,8 @@ def test_visibility_timeout_outlasts_the_copy_task():
     task_limit = dag.get_task("copy_events").execution_timeout.total_seconds()
     from s3_event_copy import BUDGET  # dags/ is on the tests' path
 
-    assert BUDGET.seconds < task_limit <= resources.QUEUE_VISIBILITY_TIMEOUT_S - 120
+    # Receiving stops first, then starting copies, then the task, then the hold.
+    assert BUDGET.seconds < BUDGET.copy_seconds < task_limit <= resources.QUEUE_VISIBILITY_TIMEOUT_S - 120
 
 
 def test_bucket_notifications_and_email_subscriptions():
@@ -578,8 +614,16 @@ def test_execution_role_grants_exactly_what_the_dags_use():
     assert {"s3:GetObjectVersion", "s3:DeleteObjectVersion"} <= set(actions["write-delete"])
     assert not {"s3:GetObjectVersion", "s3:DeleteObjectVersion"} & set(actions["write"] + actions["read"])
     assert {"s3:ListBucketVersions", "s3:GetBucketVersioning"} <= set(by_sid["ListDataBuckets"]["actions"])
-    # s3_event_copy holds and releases its batch on the queue.
-    assert "sqs:ChangeMessageVisibility" in by_sid["ConsumeEventQueues"]["actions"]
+    # s3_event_copy holds and releases its batch on the queue, and reads its redrive policy.
+    assert {"sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"} <= set(
+        by_sid["ConsumeEventQueues"]["actions"]
+    )
+    # It copies the exact raw object version each event names: on raw's events/ only.
+    assert by_sid["ReadEventObjectVersions"] == {
+        "sid": "ReadEventObjectVersions",
+        "actions": ["s3:GetObjectVersion", "s3:GetObjectVersionTagging"],
+        "resources": ['${var.bucket_access["raw"].arn}/' + resources.EVENTS_PREFIX + "*"],
+    }
 
 
 def test_failed_tasks_alarm_notifies_the_topic():

@@ -3,7 +3,9 @@
 A message body is an S3 event either raw or wrapped in an SNS envelope (`Type: Notification`,
 the event as a JSON string in `Message`). `s3:TestEvent` messages carry no work; only
 `ObjectCreated:*` records are kept; keys arrive URL-encoded (`+` for space, `%XX` escapes).
-A body that is not JSON or not an S3 event is poison: the message says why.
+A record of a versioned bucket names the object version it announces (`s3.object.versionId`;
+moto's notifications leave it out). A body that is not JSON or not an S3 event is poison: the
+message says why.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
+
+from conveyor.sqs import RECEIVE_COUNT
 
 
 class PoisonMessage(ValueError):
@@ -22,6 +26,7 @@ class ObjectCreated:
     bucket: str
     key: str
     size: int
+    version_id: str | None = None  # the version announced (None: not named, e.g. by moto)
 
 
 @dataclass
@@ -32,6 +37,7 @@ class ParsedMessage:
     objects: list[ObjectCreated] = field(default_factory=list)
     poison: str | None = None  # why the body is not an S3 event
     test_event: bool = False
+    receive_count: int | None = None  # SQS ApproximateReceiveCount, this receive included
 
     @property
     def handle(self) -> dict:
@@ -78,6 +84,7 @@ def parse_body(body: str) -> tuple[list[ObjectCreated], bool]:
                     bucket=s3["bucket"]["name"],
                     key=unquote_plus(s3["object"]["key"]),
                     size=int(s3["object"].get("size", 0)),
+                    version_id=str(s3["object"].get("versionId") or "") or None,
                 )
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -92,6 +99,8 @@ def parse_messages(messages: list[dict]) -> list[ParsedMessage]:
     parsed = []
     for message in messages:
         item = ParsedMessage(message["MessageId"], message["ReceiptHandle"], message.get("Body", ""))
+        count = message.get("Attributes", {}).get(RECEIVE_COUNT)
+        item.receive_count = int(count) if count is not None else None
         try:
             item.objects, item.test_event = parse_body(item.body)
         except PoisonMessage as exc:

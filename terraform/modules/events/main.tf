@@ -242,3 +242,23 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   alarm_actions       = [aws_sns_topic.this["notifications"].arn]
   ok_actions          = [aws_sns_topic.this["notifications"].arn]
 }
+
+# --- Events waiting too long: the copier is paused, failing or behind ---------------------------
+# SQS deletes a message when its retention runs out, and the redrive policy does not catch that:
+# this alarm fires at hours, the retention is 14 days.
+
+resource "aws_cloudwatch_metric_alarm" "oldest_message" {
+  alarm_name          = "${var.name_prefix}-raw-events-oldest-message"
+  alarm_description   = "The oldest event on ${aws_sqs_queue.raw_events.name} is over ${var.oldest_message_alarm_seconds / 3600} h old (SQS deletes it at ${var.message_retention_seconds / 86400} days): s3_event_copy is paused, failing or behind. See docs/runbook.md, Pause a pipeline safely."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.raw_events.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = var.oldest_message_alarm_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.this["notifications"].arn]
+  ok_actions          = [aws_sns_topic.this["notifications"].arn]
+}

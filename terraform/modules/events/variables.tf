@@ -53,13 +53,34 @@ variable "max_receive_count" {
 }
 
 variable "message_retention_seconds" {
-  description = "How long the raw-events queue keeps a message (4 days)."
+  description = "How long the raw-events queue keeps a message (resources.QUEUE_RETENTION_S: 14 days, the SQS maximum), so a paused or failing s3_event_copy loses nothing while the oldest-message alarm is answered."
   type        = number
-  default     = 345600
+  default     = 1209600
+
+  validation {
+    condition     = var.message_retention_seconds >= 60 && var.message_retention_seconds <= 1209600
+    error_message = "SQS keeps a message between 60 seconds and 14 days (1209600)."
+  }
 }
 
 variable "dead_letter_retention_seconds" {
-  description = "How long the dead-letter queue keeps a message (14 days, the SQS maximum)."
+  description = "How long the dead-letter queue keeps a message (14 days, the SQS maximum), counted from when the message was first sent to the raw-events queue."
   type        = number
   default     = 1209600
+
+  validation {
+    condition     = var.dead_letter_retention_seconds >= 60 && var.dead_letter_retention_seconds <= 1209600
+    error_message = "SQS keeps a message between 60 seconds and 14 days (1209600)."
+  }
+}
+
+variable "oldest_message_alarm_seconds" {
+  description = "Age of the raw-events queue's oldest message above which the oldest-message alarm fires: s3_event_copy is paused, failing or behind. Well under the retention; a message that keeps failing reaches the DLQ in about maxReceiveCount x the visibility timeout (75 min)."
+  type        = number
+  default     = 10800
+
+  validation {
+    condition     = var.oldest_message_alarm_seconds >= 3600 && var.oldest_message_alarm_seconds <= 86400
+    error_message = "Between 1 hour (longer than a message's retries before the DLQ) and 1 day (far under the 14-day retention)."
+  }
 }

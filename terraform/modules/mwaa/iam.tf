@@ -132,6 +132,13 @@ data "aws_iam_policy_document" "execution" {
     }
   }
 
+  # s3_event_copy copies (and first HEADs) the exact raw object version each event names.
+  statement {
+    sid       = "ReadEventObjectVersions"
+    actions   = ["s3:GetObjectVersion", "s3:GetObjectVersionTagging"]
+    resources = ["${var.bucket_access["raw"].arn}/events/*"]
+  }
+
   statement {
     sid = "ConsumeEventQueues"
     actions = [
