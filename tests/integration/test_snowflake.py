@@ -11,10 +11,12 @@ test stands in for a stream it says so.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
 from conftest import run_dag, task_states
+from snowflake.connector.errors import ProgrammingError
 
 from conveyor import snowflake
 from conveyor.resources import Names
@@ -185,6 +187,200 @@ def test_a_malformed_file_is_skipped_named_and_the_rest_load(snowflake_db, no_re
     assert query("SELECT count(*) FROM CONVEYOR.EVENTS.RAW_EVENTS") == [(2,)]
 
 
+def test_a_bad_order_event_is_rejected_once_and_the_good_ones_flow(snowflake_db, no_retries, capsys):
+    """One order event that does not type (on a real account a plain cast raises, so the merge
+    failed on that row in every later run) goes to ORDER_REJECTS with its reason and document;
+    the others are flattened, the run fails naming it, and the next run does not fail on it."""
+    query, s3 = snowflake_db
+    bad = [
+        {"order_id": "abc", "ordered_at": "2024-03-05T10:00:00+00:00"},
+        {"order_id": None, "ordered_at": "2024-03-05T10:00:00+00:00"},
+        order(12, "1.00", [], customer={"id": "c", "country": "GBR"}),
+        order(13, "1.00", [], currency="EURO"),
+        order(14, "12345678901.00", []),
+        order(15, "1.00", [("A", 1, "1.00"), ("B", "two", "1.00")]),
+        order(16, "1.00", [], ordered_at="yesterday"),
+        order(17.5, "1.00", []),
+    ]
+    good = [order(10, "10.00", [("A", 1, "10.00")]), order(11, "2.00", [("B", 2, "1.00")])]
+    put_lines(s3, CURATED, "events/orders/mixed.json", [good[0], *bad, good[1], {"click": "home"}])
+
+    run = run_dag("curated_to_snowflake")
+    states = task_states(run)
+    assert run.state == "failed", states
+    assert states["copy_raw_events"] == ["success"] and states["merge_orders"] == ["success"]
+    assert states["check_loads"] == ["failed"]
+    assert query("SELECT order_id, total FROM CONVEYOR.EVENTS.ORDERS ORDER BY 1") == [
+        (10, Decimal("10.00")),
+        (11, Decimal("2.00")),
+    ]
+    assert query("SELECT order_id, line_number, sku FROM CONVEYOR.EVENTS.ORDER_ITEMS ORDER BY 1, 2") == [
+        (10, 1, "A"),
+        (11, 1, "B"),
+    ]
+    rejects = query(
+        "SELECT file_row_number, reason, v:order_id::VARCHAR, reported_by FROM CONVEYOR.EVENTS.ORDER_REJECTS "
+        "ORDER BY file_row_number"
+    )
+    assert [(row, reason) for row, reason, _, _ in rejects] == [
+        (2, "order_id is null or not a whole number"),
+        (3, "order_id is null or not a whole number"),
+        (4, "customer.country is longer than 2 characters"),
+        (5, "currency is longer than 3 characters"),
+        (6, "total is not a NUMBER(12, 2)"),
+        (7, "items[1]: qty is not a NUMBER(9, 0) or price not a NUMBER(12, 2)"),
+        (8, "ordered_at is missing or not a timestamp"),
+        (9, "order_id is null or not a whole number"),
+    ]
+    assert [order_id for _, _, order_id, _ in rejects] == ["abc", None, "12", "13", "14", "15", "16", "17.5"]
+    assert {by for *_, by in rejects} == {f"curated_to_snowflake.check_loads {run.run_id} try 1"}
+    [(file_name, document)] = query(
+        "SELECT DISTINCT file_name, v::VARCHAR FROM CONVEYOR.EVENTS.ORDER_REJECTS WHERE file_row_number = 4"
+    )
+    assert file_name.endswith("events/orders/mixed.json") and json.loads(document) == bad[2]
+    out = capsys.readouterr().out
+    assert "8 order event(s) rejected" in out and "mixed.json row 4: customer.country is longer" in out
+
+    # The next batch: the good events flow and the rejected ones are not reported again.
+    put_lines(s3, CURATED, "events/orders/later.json", [order(18, "3.00", [])])
+    rerun = run_dag("curated_to_snowflake")
+    assert rerun.state == "success", task_states(rerun)
+    assert query("SELECT order_id FROM CONVEYOR.EVENTS.ORDERS ORDER BY 1") == [(10,), (11,), (18,)]
+    assert query("SELECT count(*), count(reported_by) FROM CONVEYOR.EVENTS.ORDER_REJECTS") == [(8, 8)]
+
+    # The corrected event, sent again, is flattened.
+    put_lines(s3, CURATED, "events/orders/fixed.json", [order(12, "1.00", [])])
+    assert run_dag("curated_to_snowflake").state == "success"
+    assert query("SELECT country FROM CONVEYOR.EVENTS.ORDERS WHERE order_id = 12") == [("GB",)]
+
+
+def test_the_pending_view_moves_past_rejected_rows_and_other_events(snowflake_db, no_retries):
+    """The merge reads the raw rows loaded since what it last saw (less an hour), not since
+    ORDERS' newest load: rows it rejected, and events that are not orders, are not read again by
+    every later run. Three hours pass here by moving every load time back (the fake loads in
+    seconds)."""
+    query, s3 = snowflake_db
+    put_lines(s3, CURATED, "events/orders/a.json", [order(1, "1.00", [])])
+    assert run_dag("curated_to_snowflake").state == "success"
+    put_lines(s3, CURATED, "events/clicks/b.json", [{"click": "home"}, {"order_id": "x", "ordered_at": "?"}])
+    assert run_dag("curated_to_snowflake").state == "failed"  # the reject, named once
+    for table, column in (
+        ("RAW_EVENTS", "LOADED_AT"),
+        ("ORDERS", "LOADED_AT"),
+        ("ORDER_REJECTS", "LOADED_AT"),
+        ("MERGE_WATERMARKS", "LOADED_UP_TO"),
+    ):
+        query(f"UPDATE CONVEYOR.EVENTS.{table} SET {column} = DATEADD(hour, -3, {column})")
+
+    put_lines(s3, CURATED, "events/clicks/c.json", [{"click": "basket"}])
+    assert run_dag("curated_to_snowflake").state == "success"
+    pending = query("SELECT file_name FROM CONVEYOR.EVENTS.RAW_EVENTS_PENDING")
+    assert pending == [(f"s3://{CURATED}/events/clicks/c.json",)]  # not a.json or b.json again
+    assert query("SELECT count(*) FROM CONVEYOR.EVENTS.ORDER_REJECTS") == [(1,)]
+
+
+def test_an_old_event_loaded_late_does_not_overwrite_a_newer_order(snowflake_db):
+    """Newest is the producer's clock (ordered_at), then S3's (the file's last-modified time),
+    never the load order: a replay or a DLQ redrive of an old event loads after the newer one."""
+    query, s3 = snowflake_db
+    newer = order(9, "20.00", [("A", 1, "10.00"), ("B", 1, "10.00")], ordered_at="2024-03-05T12:00:00+00:00")
+    older = order(9, "5.00", [("C", 1, "5.00")], ordered_at="2024-03-05T10:00:00+00:00")
+    put_lines(s3, CURATED, "events/orders/new.json", [newer])
+    assert run_dag("curated_to_snowflake").state == "success"
+    put_lines(s3, CURATED, "events/orders/replayed-old.json", [older])
+    assert run_dag("curated_to_snowflake").state == "success"
+    assert query("SELECT total, item_count, file_name FROM CONVEYOR.EVENTS.ORDERS WHERE order_id = 9") == [
+        (Decimal("20.00"), 2, f"s3://{CURATED}/events/orders/new.json")
+    ]
+    assert query(
+        "SELECT line_number, sku, unit_price FROM CONVEYOR.EVENTS.ORDER_ITEMS WHERE order_id = 9 ORDER BY 1"
+    ) == [(1, "A", Decimal("10.00")), (2, "B", Decimal("10.00"))]
+
+    # In one COPY, file names and scan order do not decide: the later ordered_at does.
+    put_lines(
+        s3,
+        CURATED,
+        "events/orders/z.json",
+        [order(4, "4.00", [("Z", 1, "4.00")], ordered_at="2024-03-01T00:00:00Z")],
+    )
+    put_lines(
+        s3,
+        CURATED,
+        "events/orders/a.json",
+        [order(4, "8.00", [("A", 2, "4.00")], ordered_at="2024-03-02T00:00:00Z")],
+    )
+    assert run_dag("curated_to_snowflake").state == "success"
+    assert query("SELECT total FROM CONVEYOR.EVENTS.ORDERS WHERE order_id = 4") == [(Decimal("8.00"),)]
+    assert query("SELECT sku, quantity FROM CONVEYOR.EVENTS.ORDER_ITEMS WHERE order_id = 4") == [("A", 2)]
+
+
+def test_versions_with_the_same_ordered_at_go_by_the_files_last_modified_time(snowflake_db):
+    """Two versions with one ordered_at: the file S3 last modified later wins, whatever its name."""
+    query, s3 = snowflake_db
+    put_lines(s3, CURATED, "events/orders/b.json", [order(5, "1.00", [("B", 1, "1.00")])])
+    assert run_dag("curated_to_snowflake").state == "success"
+    [(first,)] = query("SELECT file_last_modified FROM CONVEYOR.EVENTS.RAW_EVENTS")
+    head = s3.head_object(Bucket=CURATED, Key="events/orders/b.json")
+    assert first == head["LastModified"].astimezone(UTC).replace(tzinfo=None)
+    put_lines(s3, CURATED, "events/orders/a.json", [order(5, "2.00", [("A", 1, "2.00")])])
+    while s3.head_object(Bucket=CURATED, Key="events/orders/a.json")["LastModified"] <= head["LastModified"]:
+        put_lines(
+            s3, CURATED, "events/orders/a.json", [order(5, "2.00", [("A", 1, "2.00")])]
+        )  # S3's clock: seconds
+    assert run_dag("curated_to_snowflake").state == "success"
+    assert query("SELECT total, file_name FROM CONVEYOR.EVENTS.ORDERS WHERE order_id = 5") == [
+        (Decimal("2.00"), f"s3://{CURATED}/events/orders/a.json")
+    ]
+    assert query("SELECT sku FROM CONVEYOR.EVENTS.ORDER_ITEMS WHERE order_id = 5") == [("A",)]
+
+
+def test_the_fake_refuses_what_snowflake_refuses_for_declared_types(snowflake_db):
+    """DuckDB ignores VARCHAR(n); Snowflake raises "String ... is too long and would be truncated"
+    on INSERT, UPDATE and MERGE, and a COPY fails the file. The fake now does the same (NUMBER(p, s)
+    overflow DuckDB's DECIMAL already refused)."""
+    query, s3 = snowflake_db
+    orders = "CONVEYOR.EVENTS.ORDERS"
+    columns = "(order_id, country, currency, total, item_count, file_name, loaded_at)"
+    query(f"INSERT INTO {orders} {columns} VALUES (1, 'GB', 'GBP', 1.00, 1, 'f', CURRENT_TIMESTAMP())")
+    refused = {
+        "VARCHAR(2) on INSERT": f"INSERT INTO {orders} {columns} VALUES (2, 'GBR', 'GBP', 1, 1, 'f', CURRENT_TIMESTAMP())",
+        "VARCHAR(3) on UPDATE": f"UPDATE {orders} SET currency = 'EURO' WHERE order_id = 1",
+        "VARCHAR(2) on MERGE": (
+            f"MERGE INTO {orders} AS t USING (SELECT 1 AS id, 'GBR' AS c) AS s ON t.order_id = s.id "
+            "WHEN MATCHED THEN UPDATE SET country = s.c"
+        ),
+        "NUMBER(12, 2) on INSERT": f"INSERT INTO {orders} {columns} VALUES (3, 'GB', 'GBP', 12345678901.5, 1, 'f', CURRENT_TIMESTAMP())",
+        "NUMBER(9, 0) on UPDATE": f"UPDATE {orders} SET item_count = 1234567890 WHERE order_id = 1",
+    }
+    for what, sql in refused.items():
+        with pytest.raises(ProgrammingError) as raised:
+            query(sql)
+        assert raised.value.errno in (100074, 100035), (what, raised.value)
+        if "VARCHAR" in what:
+            assert "too long and would be truncated" in str(raised.value), what
+    assert query(f"SELECT order_id, country, currency, total, item_count FROM {orders}") == [
+        (1, "GB", "GBP", Decimal("1.00"), 1)
+    ]
+    # COPY (ON_ERROR = SKIP_FILE): a file with a value its column refuses fails; the others load.
+    header = "transaction_id,user_id,product_id,product_name,category,quantity,unit_price,currency,payment_method,transaction_ts"
+    row = "t{n},u1,p1,Pen,office,1,1.50,{currency},card,2024-03-05T10:00:00Z"
+    s3.put_object(
+        Bucket=STAGE,
+        Key="transactions/ok.csv",
+        Body=f"{header}\n{row.format(n=1, currency='GBP')}\n".encode(),
+    )
+    s3.put_object(
+        Bucket=STAGE,
+        Key="transactions/long.csv",
+        Body=f"{header}\n{row.format(n=2, currency='EURO')}\n".encode(),
+    )
+    names = snowflake.SnowflakeSettings().names(Names())
+    report = snowflake.CopyReport.copy(snowflake.hook(), "retail/copy_stage_files.sql", names)
+    assert [f["file"].rsplit("/", 1)[-1] for f in report.loaded] == ["ok.csv"]
+    assert [f["file"].rsplit("/", 1)[-1] for f in report.failed] == ["long.csv"]
+    assert "too long" in report.failed[0]["error"]
+
+
 def test_validate_only_reports_what_would_fail_and_loads_nothing(snowflake_db, capsys):
     query, s3 = snowflake_db
     put_lines(s3, CURATED, "events/orders/good.json", [order(1, "1.00", [])])
@@ -247,3 +443,31 @@ def test_the_task_merge_and_the_airflow_merge_give_the_same_target(snowflake_db)
     query(snowflake.render("retail/merge_transactions.sql", names))
     assert query("SELECT * FROM CONVEYOR.RETAIL.TRANSACTIONS ORDER BY transaction_id") == airflow_target
     assert len(airflow_target) == 20
+
+
+def test_the_order_task_merges_like_airflow_and_does_not_fail_on_bad_rows(snowflake_db, no_retries):
+    """The Snowpipe path's task runs the same merge on the stream: a bad row is rejected, not a
+    failed task (ten of those auto-suspend it, and its stream goes stale). fakesnow has no
+    streams: a table holding the raw rows stands in for the stream's delta."""
+    query, s3 = snowflake_db
+    put_lines(
+        s3,
+        CURATED,
+        "events/orders/x.json",
+        [order(1, "1.00", [("A", 1, "1.00")]), order(2, "bad", []), order(3, "3.00", [("C", 3, "1.00")])],
+    )
+    assert run_dag("curated_to_snowflake").state == "failed"  # the reject, named
+    airflow = {
+        t: query(f"SELECT * FROM CONVEYOR.EVENTS.{t} ORDER BY 1, 2") for t in ("ORDERS", "ORDER_ITEMS")
+    }
+
+    query("CREATE TABLE CONVEYOR.EVENTS.RAW_EVENTS_STREAM AS SELECT * FROM CONVEYOR.EVENTS.RAW_EVENTS")
+    for table in ("ORDERS", "ORDER_ITEMS", "ORDER_REJECTS", "MERGE_WATERMARKS"):
+        query(f"DELETE FROM CONVEYOR.EVENTS.{table}")
+    names = snowflake.SnowflakeSettings().names(Names(), source="CONVEYOR.EVENTS.RAW_EVENTS_STREAM")
+    merged = snowflake.merge_orders(snowflake.hook(), names)
+    assert merged["rejected"] == {"inserted": 1} and merged["orders"]["inserted"] == 2
+    assert {t: query(f"SELECT * FROM CONVEYOR.EVENTS.{t} ORDER BY 1, 2") for t in airflow} == airflow
+    assert query("SELECT reason, reported_by FROM CONVEYOR.EVENTS.ORDER_REJECTS") == [
+        ("total is not a NUMBER(12, 2)", None)  # for snowflake_health to report
+    ]
