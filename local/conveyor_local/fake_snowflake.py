@@ -7,16 +7,20 @@ One server process owns the database, so every Airflow process (scheduler, task 
 test`) sees the same tables and stages. The DAGs talk to it through the provider's SnowflakeHook
 and operators, unchanged; the only local difference is the wire protocol (see `route_http`).
 
-What fakesnow 0.11 cannot do and this module adds, for COPY INTO only (everything else is
-fakesnow's own): S3 through s3fs (DuckDB's httpfs extension would need a download), `@stage/path/`
-sub-paths, `CREATE STAGE IF NOT EXISTS` on an existing stage, a MERGE that changes nothing
-reporting zeros, a recursive listing of a prefix as Snowflake does, `PATTERN`, `FILE_FORMAT = (TYPE =
-JSON)`, `$1`/`$n`/`METADATA$FILENAME` in a COPY transformation, `ON_ERROR = SKIP_FILE` (a bad file
-is reported `LOAD_FAILED` and the others load), files loaded before left out of the result as
-Snowflake leaves them and `VALIDATION_MODE = RETURN_ERRORS` (nothing
-loads; one row per error). Its COPY keeps fakesnow's `MATCH_BY_COLUMN_NAME` for Parquet (columns
-by name, not position). Streams, tasks, pipes, storage integrations and named file formats stay
-unsupported: fakesnow refuses them, and the tests check that SQL by parsing it.
+What fakesnow 0.11 cannot do and this module adds, for COPY INTO (everything else is fakesnow's
+own): S3 through s3fs (DuckDB's httpfs extension would need a download), `@stage/path/` sub-paths,
+`CREATE STAGE IF NOT EXISTS` on an existing stage, a MERGE that changes nothing reporting zeros, a
+recursive listing of a prefix as Snowflake does, `PATTERN`, `FILE_FORMAT = (TYPE = JSON)`,
+`$1`/`$n`/`METADATA$FILENAME`/`METADATA$FILE_LAST_MODIFIED`/`METADATA$FILE_ROW_NUMBER` in a COPY
+transformation, `ON_ERROR = SKIP_FILE` (a bad file, or one with a value its column refuses, is
+reported `LOAD_FAILED` and the others load), files loaded before (same name and ETag: a rewritten
+file loads again) left out of the result as Snowflake leaves them, and `VALIDATION_MODE =
+RETURN_ERRORS` (nothing loads; one row per error). Its COPY keeps fakesnow's `MATCH_BY_COLUMN_NAME`
+for Parquet (columns by name, not position). Where fakesnow is kinder than Snowflake it is made
+stricter: `VARCHAR(n)` lengths are enforced (`enforce_declared_types`). Streams, tasks, pipes,
+storage integrations, named file formats and the monitoring functions (`SYSTEM$PIPE_STATUS`,
+`TASK_HISTORY`, `COPY_HISTORY`, `SHOW STREAMS`) stay unsupported: fakesnow refuses them, and the
+tests check that SQL by parsing it.
 """
 
 from __future__ import annotations
@@ -293,18 +297,25 @@ def extend_fakesnow() -> None:
                 target_columns=ci._get_table_columns(table, duck_conn, current_database, schema),
             )
         statements = inserts(expr, cparams, urls, is_json, parquet_info)
+        duck_conn.execute(
+            "ALTER TABLE _fs_information_schema._fs_load_history ADD COLUMN IF NOT EXISTS etag VARCHAR"
+        )
         if extra.validation_mode:
             return _validate(duck_conn, statements, urls, exp)
 
         rows, history = [], []
         now = datetime.datetime.now(datetime.UTC).isoformat()
         for statement, url in zip(statements, urls, strict=True):
+            # As in Snowflake's load metadata: a file loaded before (same name, same ETag) is left
+            # out of the result; rewritten (a new ETag), it loads again.
+            tag = _file_tag(url)
             loaded_before = duck_conn.execute(
-                "SELECT 1 FROM _fs_information_schema._fs_load_history WHERE file_name = ? AND table_name = ?",
-                [url, table.name],
+                "SELECT 1 FROM _fs_information_schema._fs_load_history "
+                "WHERE file_name = ? AND table_name = ? AND etag IS NOT DISTINCT FROM ?",
+                [url, table.name, tag],
             ).fetchone()
             if loaded_before and not cparams.force:
-                continue  # as in Snowflake: a file loaded before is left out of the result
+                continue
             # Read the file on a connection of its own first: an error inside the statement's
             # transaction would abort it (DuckDB has no savepoints), and SKIP_FILE goes on.
             if message := _read_error(duck_conn, statement):
@@ -316,11 +327,12 @@ def extend_fakesnow() -> None:
                 continue
             (count,) = duck_conn.execute(statement.sql(dialect="duckdb"), params).fetchall()[0]
             rows.append((url, "LOADED", count, count, 1, 0, None, None))
-            history.append((schema, url, table.name, now, "LOADED", count, count))
+            history.append((schema, url, table.name, now, "LOADED", count, count, tag))
         for record in history:
             duck_conn.execute(
-                "INSERT INTO _fs_information_schema._fs_load_history VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, 0, 1)",
+                "INSERT INTO _fs_information_schema._fs_load_history (schema_name, file_name, table_name, "
+                "last_load_time, status, row_count, row_parsed, error_count, error_limit, etag) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 1, ?)",
                 list(record),
             )
         if not rows:
@@ -498,6 +510,15 @@ def _last_modified(url: str) -> datetime.datetime:
         path = urlparse(url).path if url.startswith("file:") else url
         modified = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.UTC)
     return modified.astimezone(datetime.UTC).replace(tzinfo=None)
+
+
+def _file_tag(url: str) -> str:
+    """What tells a file's versions apart, as the load metadata keeps it: S3's ETag (a local
+    file's mtime and size)."""
+    if url.startswith("s3://") and _S3_FILESYSTEM is not None:
+        return str(_S3_FILESYSTEM.info(url)["ETag"])
+    stat = os.stat(urlparse(url).path if url.startswith("file:") else url)
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
 def register_s3(duck_conn, endpoint_url: str, key: str, secret: str, region: str) -> None:
