@@ -22,6 +22,9 @@ the file's S3 last-modified time, its row and the load time) from the curated st
   DLQ redrive) does not overwrite a newer order or its lines.
 * **validate_only** (Param): `VALIDATION_MODE = RETURN_ERRORS` over the stage instead of loading;
   the run lists what would fail and loads and merges nothing.
+* **merge_only** (Param): load nothing, merge the raw rows loaded since the last merge (by this
+  DAG or the Snowpipe path's task). On the Snowpipe path, the recovery after a stale stream:
+  the rows the task never read are merged once (keep the DAG paused otherwise).
 * Needs `snowflake_setup` once. SQL: `include/sql/snowflake/events/`.
 """
 
@@ -50,6 +53,11 @@ DAG_ID = "curated_to_snowflake"
         "validate_only": Param(
             False, type="boolean", title="Only validate (VALIDATION_MODE = RETURN_ERRORS); load nothing"
         ),
+        "merge_only": Param(
+            False,
+            type="boolean",
+            title="Load nothing; merge what RAW_EVENTS holds since the last merge (Snowpipe path: after a stale stream)",
+        ),
     },
 )
 def curated_to_snowflake():
@@ -65,6 +73,9 @@ def curated_to_snowflake():
                 print(f"would fail: {error['file']} (line {error['line']}): {error['error']}")
             print(f"validation: {len(errors)} error(s); nothing loaded")
             raise AirflowSkipException(f"validate_only: {len(errors)} error(s) found, nothing loaded")
+        if params["merge_only"]:
+            print("merge_only: nothing loaded; merging what RAW_EVENTS holds since the last merge")
+            return snowflake.CopyReport().to_dict()
         report = snowflake.CopyReport.copy(hook, "events/copy_raw_events.sql", names)
         print(report.summary())
         return report.to_dict()

@@ -11,17 +11,18 @@ test stands in for a stream it says so.
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from conftest import run_dag, task_states
+from conftest import read_messages, run_dag, task_states
 from snowflake.connector.errors import ProgrammingError
 
 from conveyor import snowflake
 from conveyor.resources import Names
 from conveyor.retail import generator
 from conveyor_local import fake_snowflake
+from conveyor_local.provision import NOTIFICATIONS_INBOX
 
 pytestmark = pytest.mark.integration
 
@@ -512,3 +513,130 @@ def test_snowpipe_recovery_a_fixed_copy_under_a_new_name_replaces_the_wrong_even
         (8, Decimal("8.00"), f"s3://{CURATED}/events/orders/y.fixed-1.json"),
     ]
     assert query("SELECT count(*), count(reported_by) FROM CONVEYOR.EVENTS.ORDER_REJECTS") == [(1, 1)]
+
+
+def test_snowflake_health_publishes_one_alert_naming_what_is_wrong(snowflake_db, moto_server, monkeypatch):
+    """snowflake_health through Airflow: the rejects claim runs on the fake Snowflake and the alert
+    goes through SNS (moto) to the notifications inbox. fakesnow cannot run SHOW PIPES/TASKS/
+    STREAMS, SYSTEM$PIPE_STATUS, TASK_HISTORY or COPY_HISTORY (it has no pipes, tasks or
+    streams): only those statements are answered here, with rows in Snowflake's documented shapes
+    (tests/unit/test_snowflake_health.py checks them one by one)."""
+    query, s3 = snowflake_db
+    aws = moto_server
+    # The Snowpipe task's merge (no Airflow load reports anything) rejected an order event.
+    put_lines(s3, CURATED, "events/orders/p.json", [order(1, "1.00", []), order(2, "n/a", [])])
+    names = snowflake.SnowflakeSettings().names(Names())
+    snowflake.CopyReport.copy(snowflake.hook(), "events/copy_raw_events.sql", names)
+    snowflake.merge_orders(snowflake.hook(), {**names, "source": "CONVEYOR.EVENTS.RAW_EVENTS"})
+
+    asked = []
+    unhealthy = {
+        "health/snowpipe_state.sql": [
+            [{"name": "RAW_EVENTS_PIPE", "database_name": "CONVEYOR", "schema_name": "EVENTS"}],
+            [
+                {
+                    "name": "MERGE_ORDERS",
+                    "database_name": "CONVEYOR",
+                    "schema_name": "EVENTS",
+                    "state": "suspended",
+                }
+            ],
+            [
+                {
+                    "name": "RAW_EVENTS_STREAM",
+                    "database_name": "CONVEYOR",
+                    "schema_name": "EVENTS",
+                    "stale": "true",
+                }
+            ],
+            [
+                {
+                    "NAME": "MERGE_ORDERS",
+                    "DATABASE_NAME": "CONVEYOR",
+                    "SCHEMA_NAME": "EVENTS",
+                    "STATE": "FAILED_AND_AUTO_SUSPENDED",
+                    "ERROR_MESSAGE": "Warehouse 'CONVEYOR_WH' cannot be used: insufficient privileges",
+                }
+            ],
+            [
+                {
+                    "FILE_NAME": "events/orders/bad.json",
+                    "STATUS": "Load failed",
+                    "FIRST_ERROR_MESSAGE": "Error parsing JSON",
+                    "PIPE_NAME": "RAW_EVENTS_PIPE",
+                    "TARGET": "EVENTS.RAW_EVENTS",
+                }
+            ],
+        ],
+        "health/pipe_status.sql": [
+            [{"PIPE_STATUS": json.dumps({"executionState": "PAUSED", "pendingFileCount": 0})}]
+        ],
+    }
+    answers = dict(unhealthy)
+    run_script = snowflake.run_script
+
+    def answer_what_fakesnow_cannot_run(hook, sql, parameters=None):
+        for name, rows in answers.items():
+            if sql == snowflake.render(name, names):
+                asked.append((name, parameters))
+                return rows
+        return run_script(hook, sql, parameters)
+
+    monkeypatch.setattr(snowflake, "run_script", answer_what_fakesnow_cannot_run)
+    read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])  # an empty inbox
+
+    end = datetime(2024, 3, 5, 12, 0, tzinfo=UTC)
+    run = run_dag("snowflake_health", end)
+    assert run.state == "success", task_states(run)
+    assert asked[0] == (
+        "health/snowpipe_state.sql",
+        {"start": run.data_interval_start.isoformat(), "end": run.data_interval_end.isoformat()},
+    )
+    assert asked[1] == ("health/pipe_status.sql", {"pipe": "CONVEYOR.EVENTS.RAW_EVENTS_PIPE"})
+    [envelope] = read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])
+    assert (
+        envelope["Subject"]
+        == "[conveyor] UNHEALTHY Snowflake: 6 problem(s): pipe, pipe_load, rejected_rows, stream, task, task_run"
+    )
+    message = json.loads(envelope["Message"])
+    assert [(p["kind"], p["name"]) for p in message["problems"]] == [
+        ("pipe", "CONVEYOR.EVENTS.RAW_EVENTS_PIPE"),
+        ("task", "CONVEYOR.EVENTS.MERGE_ORDERS"),
+        ("stream", "CONVEYOR.EVENTS.RAW_EVENTS_STREAM"),
+        ("task_run", "CONVEYOR.EVENTS.MERGE_ORDERS"),
+        ("pipe_load", "events/orders/bad.json"),
+        ("rejected_rows", f"s3://{CURATED}/events/orders/p.json row 2"),
+    ]
+    assert (
+        "insufficient privileges" in message["summary"]
+        and "total is not a NUMBER(12, 2)" in message["summary"]
+    )
+    assert message["run_id"] == run.run_id and envelope["MessageAttributes"]["status"]["Value"] == "unhealthy"
+    assert query("SELECT reported_by FROM CONVEYOR.EVENTS.ORDER_REJECTS") == [
+        (f"snowflake_health.check {run.run_id} try 1",)
+    ]
+
+    # The next hour, all is well: nothing is published, and the reject is not reported again.
+    answers.update({"health/snowpipe_state.sql": [[], [], [], [], []]})
+    healthy = run_dag("snowflake_health", end + timedelta(hours=1))
+    assert healthy.state == "success", task_states(healthy)
+    assert read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX]) == []
+
+
+def test_merge_only_merges_the_rows_no_merge_read_and_loads_nothing(snowflake_db):
+    """The Snowpipe path's recovery after a stale stream: the raw rows the task never merged (loaded
+    by the pipe; a COPY stands in for it here) are merged once by a merge_only run, which loads
+    nothing (the pipe's files are not the Airflow COPY's to load)."""
+    query, s3 = snowflake_db
+    put_lines(s3, CURATED, "events/orders/piped.json", [order(1, "1.00", [("A", 1, "1.00")])])
+    names = snowflake.SnowflakeSettings().names(Names())
+    snowflake.CopyReport.copy(snowflake.hook(), "events/copy_raw_events.sql", names)  # the pipe's load
+    put_lines(s3, CURATED, "events/orders/not-yet-piped.json", [order(2, "2.00", [])])
+
+    run = run_dag("curated_to_snowflake", merge_only=True)
+    assert run.state == "success", task_states(run)
+    assert query("SELECT file_name FROM CONVEYOR.EVENTS.RAW_EVENTS") == [
+        (f"s3://{CURATED}/events/orders/piped.json",)
+    ]
+    assert query("SELECT order_id FROM CONVEYOR.EVENTS.ORDERS") == [(1,)]
+    assert query("SELECT sku FROM CONVEYOR.EVENTS.ORDER_ITEMS") == [("A",)]
