@@ -2,17 +2,29 @@
 ### Curated events → Snowflake
 
 Replaces the curated Snowpipe and its JSON flattening. Runs each time `s3_event_copy` updates the
-`curated` asset: `COPY INTO EVENTS.RAW_EVENTS` (one VARIANT row per JSON document, with its file
-and load time) from the curated stage, then a `MERGE` that flattens the order events loaded since
-the last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
+`curated` asset: `COPY INTO EVENTS.RAW_EVENTS` (one VARIANT row per JSON document, with its file,
+the file's S3 last-modified time, its row and the load time) from the curated stage, then a
+`MERGE` that flattens the order events loaded since the last merge into `EVENTS.ORDERS` and
+`EVENTS.ORDER_ITEMS`.
 
 * **Never double-loads**: Snowflake's load metadata skips every file this COPY loaded before
   (Snowpipe keeps its own, so use the curated pipe or this DAG, not both); the MERGE keeps the
-  newest load of each order and changes nothing on a rerun.
+  newest version of each order and changes nothing on a rerun.
 * **A malformed file** (`ON_ERROR = SKIP_FILE`) loads nothing; the other files load and merge,
   then `check_loads` fails the run naming the file and its first error. The file stays in curated.
+* **An order event that does not type** (a null or non-numeric `order_id`, a `total` that is not
+  a `NUMBER(12, 2)`, a country longer than 2 characters, no `ordered_at`, ...) goes to
+  `EVENTS.ORDER_REJECTS` with its file, row, reason and raw document; the other events are
+  flattened, then `check_loads` fails the run naming it. It is reported once: the next run does
+  not fail on it again. Send the corrected event again (a new file) and it is flattened.
+* **Newest wins by the producer's clock**: an order's versions are ordered by `ordered_at`, then
+  the curated file's S3 last-modified time, name and row; an old event loaded late (a replay, a
+  DLQ redrive) does not overwrite a newer order or its lines.
 * **validate_only** (Param): `VALIDATION_MODE = RETURN_ERRORS` over the stage instead of loading;
   the run lists what would fail and loads and merges nothing.
+* **merge_only** (Param): load nothing, merge the raw rows loaded since the last merge (by this
+  DAG or the Snowpipe path's task). On the Snowpipe path, the recovery after a stale stream:
+  the rows the task never read are merged once (keep the DAG paused otherwise).
 * Needs `snowflake_setup` once. SQL: `include/sql/snowflake/events/`.
 """
 
@@ -41,6 +53,11 @@ DAG_ID = "curated_to_snowflake"
         "validate_only": Param(
             False, type="boolean", title="Only validate (VALIDATION_MODE = RETURN_ERRORS); load nothing"
         ),
+        "merge_only": Param(
+            False,
+            type="boolean",
+            title="Load nothing; merge what RAW_EVENTS holds since the last merge (Snowpipe path: after a stale stream)",
+        ),
     },
 )
 def curated_to_snowflake():
@@ -56,6 +73,9 @@ def curated_to_snowflake():
                 print(f"would fail: {error['file']} (line {error['line']}): {error['error']}")
             print(f"validation: {len(errors)} error(s); nothing loaded")
             raise AirflowSkipException(f"validate_only: {len(errors)} error(s) found, nothing loaded")
+        if params["merge_only"]:
+            print("merge_only: nothing loaded; merging what RAW_EVENTS holds since the last merge")
+            return snowflake.CopyReport().to_dict()
         report = snowflake.CopyReport.copy(hook, "events/copy_raw_events.sql", names)
         print(report.summary())
         return report.to_dict()
@@ -64,17 +84,15 @@ def curated_to_snowflake():
     def merge_orders() -> dict:
         settings = snowflake.settings_from_variable()
         names = settings.names(names_from_variable(), source=f"{settings.database}.EVENTS.RAW_EVENTS_PENDING")
-        results = snowflake.run_script(snowflake.hook(), snowflake.render("events/merge_orders.sql", names))
-        merged = {
-            "order_items": snowflake.merge_counts(results[0]),
-            "orders": snowflake.merge_counts(results[1]),
-        }
+        merged = snowflake.merge_orders(snowflake.hook(), names)
         print(f"merged: {merged}")
         return merged
 
     @task
-    def check_loads(report: dict) -> None:
-        snowflake.fail_on_failed_files(report, "curated")
+    def check_loads(report: dict, ti=None) -> None:
+        names = snowflake.settings_from_variable().names(names_from_variable())
+        rejects = snowflake.claim_order_rejects(snowflake.hook(), names, by=snowflake.reporter(ti))
+        snowflake.fail_on_failed_files(report, "curated", rejects)
 
     report = copy_raw_events()
     report >> merge_orders() >> check_loads(report)

@@ -3,15 +3,18 @@
 
 Creates (or brings up to date) the Snowflake objects the loads need, from the SQL in
 `include/sql/snowflake/`, in order: the database and schemas, the external stages over the
-curated, stage and processed buckets, the raw and typed tables of the curated events and of the
-retail files, and the views the Airflow merges read. Every statement is rerunnable
-(`IF NOT EXISTS`, or `OR REPLACE` for views): run it after each deployment that changes them.
+curated, stage and processed buckets, the raw and typed tables of the curated events (with the
+rejected order events and the merge's watermark) and of the retail files, and the views the
+Airflow merges read. Every statement is rerunnable (`IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`
+for columns added since, or `OR REPLACE` for views): run it after each deployment that changes
+them.
 
 Trigger it manually. Params:
-* **storage_integration**: instead, only the storage integration and the account grants the
-  loader role needs (`setup/020_storage_integration.sql`). An admin's one-off: run it with
-  **snowflake_conn_id** naming an ACCOUNTADMIN connection; see docs/snowflake.md for the two-step
-  trust with the IAM role Terraform creates.
+* **storage_integration**: instead, only the storage integration and the grants the loader role
+  needs (`setup/020_storage_integration.sql`: the integration, CREATE DATABASE, EXECUTE TASK,
+  USAGE on the task warehouse). An admin's one-off: run it with **snowflake_conn_id**
+  `snowflake_admin` (Terraform creates its secret empty; fill it with an ACCOUNTADMIN login); see
+  docs/snowflake.md for the two-step trust with the IAM role Terraform creates.
 * **snowpipe**: also create the Snowpipe path: named file formats, auto-ingest pipes on the SNS
   topics Terraform creates, append-only streams on the raw tables and tasks that merge each
   stream into its target with the same MERGE the Airflow DAGs run (tasks are replaced, so they

@@ -12,12 +12,14 @@ and `RETAIL.TRANSACTIONS`, so the targets are the same whichever path loads them
   the MERGE keeps the newest load of each user and transaction and changes nothing on a rerun.
 * **A malformed file** (`ON_ERROR = SKIP_FILE`) loads nothing; the rest load and merge, then
   `check_loads` fails the run naming it. The file stays in the stage bucket.
+* **merge_only** (Param): load nothing, merge the raw rows newer than each target. On the
+  Snowpipe path, the recovery after a stale stream (keep the DAG paused otherwise).
 * Needs `snowflake_setup` once. SQL: `include/sql/snowflake/retail/`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from conveyor import snowflake
 from conveyor.assets import STAGE
@@ -35,10 +37,20 @@ DAG_ID = "stage_to_snowflake"
     default_args=DEFAULT_ARGS,
     tags=[Tag.CONVEYOR, Tag.SNOWFLAKE, Tag.RETAIL],
     doc_md=__doc__,
+    params={
+        "merge_only": Param(
+            False,
+            type="boolean",
+            title="Load nothing; merge the raw rows newer than each target (Snowpipe path: after a stale stream)",
+        ),
+    },
 )
 def stage_to_snowflake():
     @task
-    def copy_stage_files() -> dict:
+    def copy_stage_files(params=None) -> dict:
+        if params["merge_only"]:
+            print("merge_only: nothing loaded; merging the raw rows newer than each target")
+            return snowflake.CopyReport().to_dict()
         names = snowflake.settings_from_variable().names(names_from_variable())
         report = snowflake.CopyReport.copy(snowflake.hook(), "retail/copy_stage_files.sql", names)
         print(report.summary())

@@ -1,8 +1,10 @@
 # One customer-managed key per environment encrypts the buckets, topics, queues, secrets and log
 # groups. Services that write to encrypted topics and queues on our behalf (S3 event
-# notifications, SNS delivery to SQS, CloudWatch alarms, CloudWatch Logs) are allowed to use it
-# (AWS's documented key policies for these integrations name the service principal without
-# source conditions); IAM principals get the key through their own policies (root statement).
+# notifications, SNS delivery to SQS, CloudWatch alarms, CloudWatch Logs) are allowed to use it,
+# only on behalf of this account (aws:SourceAccount; Logs by its log-group encryption context):
+# a service principal is shared by every AWS account, so without the condition another account's
+# bucket, topic or alarm could have the service use this key (the confused deputy). IAM
+# principals get the key through their own policies (root statement).
 resource "aws_kms_key" "conveyor" {
   description             = "Conveyor ${local.name_prefix}: S3, SNS, SQS, Secrets Manager, CloudWatch Logs"
   enable_key_rotation     = true
@@ -26,6 +28,9 @@ resource "aws_kms_key" "conveyor" {
         }
         Action   = ["kms:GenerateDataKey*", "kms:Decrypt"]
         Resource = "*"
+        Condition = {
+          StringEquals = { "aws:SourceAccount" = local.account_id }
+        }
       },
       {
         Sid       = "CloudWatchLogsEncryptLogGroups"

@@ -7,16 +7,20 @@ One server process owns the database, so every Airflow process (scheduler, task 
 test`) sees the same tables and stages. The DAGs talk to it through the provider's SnowflakeHook
 and operators, unchanged; the only local difference is the wire protocol (see `route_http`).
 
-What fakesnow 0.11 cannot do and this module adds, for COPY INTO only (everything else is
-fakesnow's own): S3 through s3fs (DuckDB's httpfs extension would need a download), `@stage/path/`
-sub-paths, `CREATE STAGE IF NOT EXISTS` on an existing stage, a MERGE that changes nothing
-reporting zeros, a recursive listing of a prefix as Snowflake does, `PATTERN`, `FILE_FORMAT = (TYPE =
-JSON)`, `$1`/`$n`/`METADATA$FILENAME` in a COPY transformation, `ON_ERROR = SKIP_FILE` (a bad file
-is reported `LOAD_FAILED` and the others load), files loaded before left out of the result as
-Snowflake leaves them and `VALIDATION_MODE = RETURN_ERRORS` (nothing
-loads; one row per error). Its COPY keeps fakesnow's `MATCH_BY_COLUMN_NAME` for Parquet (columns
-by name, not position). Streams, tasks, pipes, storage integrations and named file formats stay
-unsupported: fakesnow refuses them, and the tests check that SQL by parsing it.
+What fakesnow 0.11 cannot do and this module adds, for COPY INTO (everything else is fakesnow's
+own): S3 through s3fs (DuckDB's httpfs extension would need a download), `@stage/path/` sub-paths,
+`CREATE STAGE IF NOT EXISTS` on an existing stage, a MERGE that changes nothing reporting zeros, a
+recursive listing of a prefix as Snowflake does, `PATTERN`, `FILE_FORMAT = (TYPE = JSON)`,
+`$1`/`$n`/`METADATA$FILENAME`/`METADATA$FILE_LAST_MODIFIED`/`METADATA$FILE_ROW_NUMBER` in a COPY
+transformation, `ON_ERROR = SKIP_FILE` (a bad file, or one with a value its column refuses, is
+reported `LOAD_FAILED` and the others load), files loaded before (same name and ETag: a rewritten
+file loads again) left out of the result as Snowflake leaves them, and `VALIDATION_MODE =
+RETURN_ERRORS` (nothing loads; one row per error). Its COPY keeps fakesnow's `MATCH_BY_COLUMN_NAME`
+for Parquet (columns by name, not position). Where fakesnow is kinder than Snowflake it is made
+stricter: `VARCHAR(n)` lengths are enforced (`enforce_declared_types`). Streams, tasks, pipes,
+storage integrations, named file formats and the monitoring functions (`SYSTEM$PIPE_STATUS`,
+`TASK_HISTORY`, `COPY_HISTORY`, `SHOW STREAMS`) stay unsupported: fakesnow refuses them, and the
+tests check that SQL by parsing it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import datetime
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import re
 import sys
 from urllib.parse import urlparse
@@ -38,8 +43,11 @@ COPY_COLUMNS = (
     "first_error_character, first_error_column_name"
 )
 VALIDATION_COLUMNS = "error, file, line, character, byte_offset, category, code"
+# Stands for METADATA$FILE_LAST_MODIFIED in a COPY's transformation until each file's is known.
+FILE_LAST_MODIFIED = "_conveyor_file_last_modified"
 
 _patched = False
+_S3_FILESYSTEM = None  # the s3fs filesystem DuckDB reads S3 through (register_s3)
 
 
 # --- the client side: the hook reaches the server over plain HTTP -------------------------------
@@ -146,11 +154,13 @@ def apply_setup(connection) -> None:
 # --- the server side: COPY INTO over S3 ----------------------------------------------------------
 
 
-def extend_copy_into() -> None:
-    """Teach fakesnow's COPY INTO what the pipelines' SQL uses (see the module's docstring)."""
+def extend_fakesnow() -> None:
+    """Teach fakesnow's COPY INTO what the pipelines' SQL uses, and make it enforce declared
+    types as Snowflake does (see the module's docstring)."""
     global _patched
     if _patched:
         return
+    enforce_declared_types()
     import fakesnow.copy_into as ci
     import fakesnow.cursor
     import fakesnow.transforms
@@ -220,7 +230,23 @@ def extend_copy_into() -> None:
                 column.replace(exp.column("filename"))
             elif column.name.upper() == "METADATA$START_SCAN_TIME":
                 column.replace(exp.func("current_timestamp"))
+            elif column.name.upper() == "METADATA$FILE_ROW_NUMBER":
+                column.replace(exp.Window(this=exp.func("row_number")))  # 1-based, in file order
+            elif column.name.upper() == "METADATA$FILE_LAST_MODIFIED":
+                column.replace(exp.column(FILE_LAST_MODIFIED))  # filled in per file below
         return select if is_json else ci._strip_json_extract(select)
+
+    def with_last_modified(columns: list, url: str) -> list:
+        """METADATA$FILE_LAST_MODIFIED: the file's last-modified time as S3 reports it (UTC,
+        TIMESTAMP_NTZ, as in Snowflake)."""
+        stamp = exp.cast(exp.Literal.string(_last_modified(url).isoformat(sep=" ")), "TIMESTAMP")
+
+        def fill(node):
+            if isinstance(node, exp.Column) and node.name == FILE_LAST_MODIFIED:
+                return stamp.copy()
+            return node
+
+        return [column.transform(fill) for column in columns]
 
     def inserts(expr: exp.Copy, cparams, urls: list[str], is_json: bool, parquet_info=None) -> list:
         target, from_ = expr.this, expr.args["files"][0]
@@ -229,7 +255,10 @@ def extend_copy_into() -> None:
             read = _with_filename(cparams.file_format.read_expression, exp)
             return [
                 exp.Insert(
-                    this=target, expression=exp.Select(expressions=columns).from_(exp.Table(this=read(u)))
+                    this=target,
+                    expression=exp.Select(expressions=with_last_modified(columns, u)).from_(
+                        exp.Table(this=read(u))
+                    ),
                 )
                 for u in urls
             ]
@@ -268,18 +297,25 @@ def extend_copy_into() -> None:
                 target_columns=ci._get_table_columns(table, duck_conn, current_database, schema),
             )
         statements = inserts(expr, cparams, urls, is_json, parquet_info)
+        duck_conn.execute(
+            "ALTER TABLE _fs_information_schema._fs_load_history ADD COLUMN IF NOT EXISTS etag VARCHAR"
+        )
         if extra.validation_mode:
             return _validate(duck_conn, statements, urls, exp)
 
         rows, history = [], []
         now = datetime.datetime.now(datetime.UTC).isoformat()
         for statement, url in zip(statements, urls, strict=True):
+            # As in Snowflake's load metadata: a file loaded before (same name, same ETag) is left
+            # out of the result; rewritten (a new ETag), it loads again.
+            tag = _file_tag(url)
             loaded_before = duck_conn.execute(
-                "SELECT 1 FROM _fs_information_schema._fs_load_history WHERE file_name = ? AND table_name = ?",
-                [url, table.name],
+                "SELECT 1 FROM _fs_information_schema._fs_load_history "
+                "WHERE file_name = ? AND table_name = ? AND etag IS NOT DISTINCT FROM ?",
+                [url, table.name, tag],
             ).fetchone()
             if loaded_before and not cparams.force:
-                continue  # as in Snowflake: a file loaded before is left out of the result
+                continue
             # Read the file on a connection of its own first: an error inside the statement's
             # transaction would abort it (DuckDB has no savepoints), and SKIP_FILE goes on.
             if message := _read_error(duck_conn, statement):
@@ -291,11 +327,12 @@ def extend_copy_into() -> None:
                 continue
             (count,) = duck_conn.execute(statement.sql(dialect="duckdb"), params).fetchall()[0]
             rows.append((url, "LOADED", count, count, 1, 0, None, None))
-            history.append((schema, url, table.name, now, "LOADED", count, count))
+            history.append((schema, url, table.name, now, "LOADED", count, count, tag))
         for record in history:
             duck_conn.execute(
-                "INSERT INTO _fs_information_schema._fs_load_history VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, 0, 1)",
+                "INSERT INTO _fs_information_schema._fs_load_history (schema_name, file_name, table_name, "
+                "last_load_time, status, row_count, row_parsed, error_count, error_limit, etag) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 0, 1, ?)",
                 list(record),
             )
         if not rows:
@@ -331,6 +368,61 @@ def extend_copy_into() -> None:
     _patched = True
 
 
+def enforce_declared_types() -> None:
+    """Make the fake refuse what Snowflake refuses for a column's declared type.
+
+    DuckDB ignores `VARCHAR(n)`/`CHAR(n)` lengths: Snowflake raises "String '...' is too long and
+    would be truncated" on an INSERT, UPDATE or MERGE (and a COPY reports the file failed). So a
+    `CREATE TABLE` here gets `CHECK (LENGTH(col) <= n)` for each such column, and the check's
+    failure is raised as Snowflake's error (100074). `NUMBER(p, s)` needs nothing: DuckDB's
+    DECIMAL(p, s) already raises on overflow and rounds extra decimals, as Snowflake does. Only
+    what `CREATE TABLE` declares is enforced (DuckDB cannot add a CHECK to an existing table, so
+    a column added by `ALTER TABLE ... ADD COLUMN` with a length is not).
+    """
+    import duckdb
+    import snowflake.connector.errors
+    from fakesnow.cursor import FakeSnowflakeCursor
+    from sqlglot import exp
+
+    lengths = {
+        exp.DataType.Type.VARCHAR,
+        exp.DataType.Type.CHAR,
+        exp.DataType.Type.NCHAR,
+        exp.DataType.Type.NVARCHAR,
+        exp.DataType.Type.TEXT,
+    }
+    transform, execute = FakeSnowflakeCursor._transform, FakeSnowflakeCursor._execute
+
+    def transform_with_checks(self, expression, params):
+        transformed = transform(self, expression, params)
+        if isinstance(transformed, exp.Create) and isinstance(transformed.this, exp.Schema):
+            for column in transformed.this.find_all(exp.ColumnDef):
+                kind = column.args.get("kind")
+                if kind is None or kind.this not in lengths or not kind.expressions:
+                    continue
+                length = int(kind.expressions[0].this.name)
+                check = exp.LTE(
+                    this=exp.func("length", exp.column(column.this.copy())),
+                    expression=exp.Literal.number(length),
+                )
+                column.append("constraints", exp.ColumnConstraint(kind=exp.CheckColumnConstraint(this=check)))
+        return transformed
+
+    def execute_with_snowflake_errors(self, transformed, params=None):
+        try:
+            return execute(self, transformed, params)
+        except duckdb.ConstraintException as exc:
+            message = str(exc).splitlines()[0]
+            if "CHECK constraint failed" not in message or "length(" not in message.lower():
+                raise
+            raise snowflake.connector.errors.ProgrammingError(
+                msg=f"String is too long and would be truncated ({message})", errno=100074, sqlstate="22000"
+            ) from None
+
+    FakeSnowflakeCursor._transform = transform_with_checks
+    FakeSnowflakeCursor._execute = execute_with_snowflake_errors
+
+
 def _nothing_processed(duck_conn) -> str:
     sql = "SELECT 'Copy executed with 0 files processed.' AS status"
     duck_conn.execute(sql)
@@ -358,14 +450,25 @@ def _with_filename(read, exp):
 
 
 def _read_error(duck_conn, statement) -> str | None:
-    """The first line of the error reading a COPY's file raises, or None when it reads."""
+    """The first line of the error a COPY's file raises, or None when it loads: read it, then
+    insert it in a transaction rolled back (a value the target's declared type refuses fails the
+    file, as in Snowflake)."""
     import duckdb
 
     probe = duck_conn.cursor()
     try:
         probe.execute(f"SELECT count(*) FROM ({statement.expression.sql(dialect='duckdb')})").fetchall()
+        probe.begin()
+        try:
+            probe.execute(statement.sql(dialect="duckdb")).fetchall()
+        finally:
+            probe.rollback()
     except (duckdb.InvalidInputException, duckdb.ConversionException, duckdb.IOException) as exc:
         return str(exc).splitlines()[0]
+    except duckdb.ConstraintException as exc:
+        message = str(exc).splitlines()[0]
+        too_long = "length(" in message.lower()
+        return f"String is too long and would be truncated ({message})" if too_long else message
     finally:
         probe.close()
     return None
@@ -399,9 +502,30 @@ def _literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def _last_modified(url: str) -> datetime.datetime:
+    """A staged file's last-modified time, naive UTC (S3's LastModified; a local file's mtime)."""
+    if url.startswith("s3://") and _S3_FILESYSTEM is not None:
+        modified = _S3_FILESYSTEM.info(url)["LastModified"]
+    else:
+        path = urlparse(url).path if url.startswith("file:") else url
+        modified = datetime.datetime.fromtimestamp(os.path.getmtime(path), datetime.UTC)
+    return modified.astimezone(datetime.UTC).replace(tzinfo=None)
+
+
+def _file_tag(url: str) -> str:
+    """What tells a file's versions apart, as the load metadata keeps it: S3's ETag (a local
+    file's mtime and size)."""
+    if url.startswith("s3://") and _S3_FILESYSTEM is not None:
+        return str(_S3_FILESYSTEM.info(url)["ETag"])
+    stat = os.stat(urlparse(url).path if url.startswith("file:") else url)
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+
 def register_s3(duck_conn, endpoint_url: str, key: str, secret: str, region: str) -> None:
     """Let DuckDB read s3:// through s3fs at the moto endpoint."""
     import s3fs
+
+    global _S3_FILESYSTEM
 
     # No caches: a file put after a listing must be seen, whole, by the next COPY.
     filesystem = s3fs.S3FileSystem(
@@ -417,6 +541,7 @@ def register_s3(duck_conn, endpoint_url: str, key: str, secret: str, region: str
         if name in filesystem.protocol or name == "s3":
             duck_conn.unregister_filesystem(name)
     duck_conn.register_filesystem(filesystem)
+    _S3_FILESYSTEM = filesystem
 
 
 def reset(s3_endpoint: str, key: str, secret: str, region: str) -> None:
@@ -436,7 +561,7 @@ def serve_in_thread(port: int):
     import fakesnow.server
     import uvicorn
 
-    extend_copy_into()
+    extend_fakesnow()
     server = uvicorn.Server(
         uvicorn.Config(fakesnow.server.app, host="127.0.0.1", port=port, log_level="warning")
     )
@@ -460,7 +585,7 @@ def serve(port: int, s3_endpoint: str, key: str, secret: str, region: str) -> No
     import fakesnow.server
     import uvicorn
 
-    extend_copy_into()
+    extend_fakesnow()
     register_s3(fakesnow.server.shared_fs.duck_conn, s3_endpoint, key, secret, region)
     uvicorn.run(fakesnow.server.app, host="127.0.0.1", port=port, log_level="warning")
 

@@ -68,9 +68,11 @@ AWS_CONN_ID = "aws_default"
 TOTESYS_CONN_ID = "totesys_db"
 WAREHOUSE_CONN_ID = "warehouse_db"
 SNOWFLAKE_CONN_ID = "snowflake_default"
-CONNECTION_IDS = (AWS_CONN_ID, TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, SNOWFLAKE_CONN_ID)
+# An admin role for snowflake_setup's storage_integration Param only (docs/snowflake.md, step 2).
+SNOWFLAKE_ADMIN_CONN_ID = "snowflake_admin"
+CONNECTION_IDS = (AWS_CONN_ID, TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, SNOWFLAKE_CONN_ID, SNOWFLAKE_ADMIN_CONN_ID)
 # Connections whose values are secret: Terraform creates their secrets empty, people fill them.
-SECRET_CONNECTION_IDS = (TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, SNOWFLAKE_CONN_ID)
+SECRET_CONNECTION_IDS = (TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, SNOWFLAKE_CONN_ID, SNOWFLAKE_ADMIN_CONN_ID)
 # Airflow Variables the DAGs read (all optional: each has a default).
 VARIABLES = (
     PREFIX_VARIABLE,

@@ -122,11 +122,14 @@ def hook(conn_id: str = SNOWFLAKE_CONN_ID):
     return SnowflakeHook(snowflake_conn_id=conn_id)
 
 
-def run_script(snowflake_hook, sql: str) -> list[list[dict]]:
-    """Run every statement of `sql` in order; the rows each returned, as dicts."""
+def run_script(snowflake_hook, sql: str, parameters: dict | None = None) -> list[list[dict]]:
+    """Run every statement of `sql` in order, in one transaction (the hook commits at the end),
+    with `parameters` bound (`%(name)s`); the rows each returned, as dicts."""
     from airflow.providers.common.sql.hooks.handlers import fetch_all_handler
 
-    results = snowflake_hook.run(sql, handler=fetch_all_handler, return_last=False, return_dictionaries=True)
+    results = snowflake_hook.run(
+        sql, parameters=parameters, handler=fetch_all_handler, return_last=False, return_dictionaries=True
+    )
     return [list(rows or []) for rows in (results or [])]
 
 
@@ -196,13 +199,59 @@ class CopyReport:
         )
 
 
-def fail_on_failed_files(report: dict, what: str) -> None:
+def fail_on_failed_files(report: dict, what: str, rejects: list[dict] = ()) -> None:
     """A DAG's last step: fail, without retrying (the files will not change), naming every file a
-    COPY skipped (`report`: `CopyReport.to_dict()`)."""
+    COPY skipped (`report`: `CopyReport.to_dict()`) and every rejected row (`rejects`:
+    `claim_order_rejects`), after the good ones were merged."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    if message := CopyReport(failed=report["failed"]).failure_message(what):
-        raise AirflowFailException(message)
+    messages = [CopyReport(failed=report["failed"]).failure_message(what), rejects_message(rejects)]
+    if messages := [m for m in messages if m]:
+        raise AirflowFailException("\n".join(messages))
+
+
+# --- order events that do not type -------------------------------------------------------------
+
+# What merge_orders.sql runs, in order: what each statement did.
+ORDER_MERGE_STATEMENTS = ("rejected", "orders", "order_items", "lines_removed", "watermark")
+
+
+def merge_orders(snowflake_hook, names: dict) -> dict:
+    """Flatten the pending order events (`names["source"]`); the count of each statement's rows
+    ({"rejected": {"inserted": n}, "orders": {"inserted", "updated"}, ...})."""
+    results = run_script(snowflake_hook, render("events/merge_orders.sql", names))
+    return {what: merge_counts(rows) for what, rows in zip(ORDER_MERGE_STATEMENTS, results, strict=True)}
+
+
+def reporter(ti) -> str:
+    """Who reports rejected rows: this try of this task (a cleared task, a new try, reports only
+    rows nobody reported yet)."""
+    return f"{ti.dag_id}.{ti.task_id} {ti.run_id} try {ti.try_number}"
+
+
+def claim_order_rejects(snowflake_hook, names: dict, by: str) -> list[dict]:
+    """The order events the merges rejected that nobody reported yet, now claimed by `by`, as
+    {file, row, reason} (oldest load first). Each is returned to one reporter, once."""
+    results = run_script(snowflake_hook, render("events/claim_order_rejects.sql", names), {"reporter": by})
+    return [
+        {"file": row["FILE_NAME"], "row": row["FILE_ROW_NUMBER"], "reason": row["REASON"]}
+        for row in (results[-1] if results else [])
+    ]
+
+
+def rejects_message(rejects: list[dict], table: str = "EVENTS.ORDER_REJECTS") -> str | None:
+    """A message naming every rejected order event (the first ten, and how many more)."""
+    if not rejects:
+        return None
+    shown = "; ".join(
+        f"{r['file']}" + (f" row {r['row']}" if r.get("row") is not None else "") + f": {r['reason']}"
+        for r in rejects[:10]
+    )
+    more = f" (and {len(rejects) - 10} more)" if len(rejects) > 10 else ""
+    return (
+        f"{len(rejects)} order event(s) rejected, not flattened (each is kept with its reason and raw "
+        f"document in {table}; the other events were merged; reported once): {shown}{more}"
+    )
 
 
 def validation_errors(results: list[list[dict]]) -> list[dict]:

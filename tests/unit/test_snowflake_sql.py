@@ -36,8 +36,13 @@ NAMES = SETTINGS.names(
 )
 
 
+# A value bound at run time (`%(name)s`; the connector sends it as a quoted literal).
+BOUND = re.compile(r"%\((\w+)\)s")
+
+
 def statements(name: str) -> list[exp.Expr]:
-    return [e for e in sqlglot.parse(snowflake.render(name, NAMES), read="snowflake") if e is not None]
+    text = BOUND.sub(lambda m: f"'<{m.group(1)}>'", snowflake.render(name, NAMES))
+    return [e for e in sqlglot.parse(text, read="snowflake") if e is not None]
 
 
 def created(kind: str) -> set[str]:
@@ -129,10 +134,38 @@ def test_loads_copy_into_tables_the_setup_creates_from_its_stages():
 def test_merges_write_tables_the_setup_creates():
     tables, views = created("TABLE"), created("VIEW")
     assert "ANALYTICS.EVENTS.RAW_EVENTS_PENDING" in views
-    for name in ("events/merge_orders.sql", "retail/merge_users.sql", "retail/merge_transactions.sql"):
-        for merge in statements(name):
-            assert isinstance(merge, (exp.Merge, exp.Delete))
-            assert table_name(merge.this) in tables
+    for name in (
+        "events/merge_orders.sql",
+        "events/claim_order_rejects.sql",
+        "retail/merge_users.sql",
+        "retail/merge_transactions.sql",
+    ):
+        for statement in statements(name):
+            assert isinstance(statement, (exp.Merge, exp.Delete, exp.Insert, exp.Update, exp.Select))
+            written = statement.this if not isinstance(statement, exp.Select) else statement.find(exp.Table)
+            assert table_name(written) in tables, statement.sql()[:80]
+    order_merge = statements("events/merge_orders.sql")
+    assert [type(s).__name__ for s in order_merge] == ["Insert", "Merge", "Merge", "Delete", "Merge"]
+    assert len(order_merge) == len(snowflake.ORDER_MERGE_STATEMENTS)
+
+
+def test_the_order_merge_types_every_field_with_try_casts():
+    """A plain cast of a bad value raises on a real account (and the run fails on that row
+    forever): every cast of the document in the order merge is a TRY_CAST to the column's type."""
+    text = snowflake.render("events/merge_orders.sql", NAMES)
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    plain = re.findall(r"(?<!TRY_)CAST\(|::(?!VARCHAR\b|TIMESTAMP_NTZ\b)\w+", body)
+    assert plain == [], plain
+    for field, cast in (
+        ("r.V:order_id::VARCHAR", "NUMBER(38, 0)"),
+        ("r.V:total::VARCHAR", "NUMBER(12, 2)"),
+        ("r.V:ordered_at::VARCHAR", "TIMESTAMP_TZ"),
+        ("i.VALUE:qty::VARCHAR", "NUMBER(9, 0)"),
+        ("i.VALUE:price::VARCHAR", "NUMBER(12, 2)"),
+    ):
+        assert f"TRY_CAST({field} AS {cast})" in body, field
+    # VARCHAR(n) columns: their length is checked before the row is merged.
+    assert "LENGTH(r.V:customer.country::VARCHAR) > 2" in body and "LENGTH(r.V:currency::VARCHAR) > 3" in body
 
 
 # --- what fakesnow cannot run: checked by parse and by what it names ------------------------------
@@ -179,14 +212,11 @@ def test_streams_watch_raw_tables_and_tasks_merge_them_with_the_airflow_merge():
     ):
         assert f"SYSTEM$STREAM_HAS_DATA('{stream}')" in tasks
         body = snowflake.render(merge_file, {**NAMES, "source": stream})
-        merges = [
-            m.sql(dialect="snowflake", comments=False)
-            for m in sqlglot.parse(body, read="snowflake")
-            if isinstance(m, exp.Merge)
-        ]
-        for merge in merges:  # the task runs exactly the Airflow MERGE, reading the stream
-            assert merge in _task_merges(tasks), merge[:120]
-    assert "DELETE FROM ANALYTICS.EVENTS.ORDER_ITEMS AS i" in tasks  # the order task's stale lines too
+        # The task runs exactly the Airflow merge file, every statement, reading the stream.
+        assert " ".join(body.split()) in " ".join(tasks.split()), merge_file
+    order_task = tasks.split("CREATE OR REPLACE TASK")[1]
+    assert "BEGIN TRANSACTION;" in order_task and "COMMIT;" in order_task  # one transaction on the stream
+    assert "DELETE FROM ANALYTICS.EVENTS.ORDER_ITEMS AS i" in order_task  # the order task's stale lines too
     parsed = statements("snowpipe/140_tasks.sql")
     tasks = (
         "ANALYTICS.EVENTS.MERGE_ORDERS",
@@ -196,15 +226,6 @@ def test_streams_watch_raw_tables_and_tasks_merge_them_with_the_airflow_merge():
     assert [command_text(s).split()[0:5] for s in parsed] == [
         ["CREATE", "OR", "REPLACE", "TASK", task] for task in tasks
     ] + [["ALTER", "TASK", task, "RESUME"] for task in tasks]
-
-
-def _task_merges(tasks_sql: str) -> set[str]:
-    """Every MERGE statement inside the tasks' bodies (including the EXECUTE IMMEDIATE block)."""
-    found = set()
-    for chunk in re.split(r"(?=MERGE INTO)", tasks_sql)[1:]:
-        text = chunk.split(";")[0]
-        found.add(sqlglot.parse_one(text, read="snowflake").sql(dialect="snowflake", comments=False))
-    return found
 
 
 def test_settings_reject_unknown_keys_and_bad_json():

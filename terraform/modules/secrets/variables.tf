@@ -22,7 +22,7 @@ variable "aws_region" {
 variable "secret_connection_ids" {
   description = "Connections whose values are secret: created empty here, filled by people (resources.SECRET_CONNECTION_IDS)."
   type        = list(string)
-  default     = ["totesys_db", "warehouse_db", "snowflake_default"]
+  default     = ["totesys_db", "warehouse_db", "snowflake_default", "snowflake_admin"]
 }
 
 variable "plain_variables" {

@@ -16,5 +16,7 @@ ALTER STORAGE INTEGRATION {{ storage_integration }} SET
   STORAGE_ALLOWED_LOCATIONS = ('s3://{{ buckets.curated }}/', 's3://{{ buckets.stage }}/', 's3://{{ buckets.processed }}/');
 GRANT USAGE ON INTEGRATION {{ storage_integration }} TO ROLE {{ loader_role }};
 GRANT CREATE DATABASE ON ACCOUNT TO ROLE {{ loader_role }};
--- Resuming the Snowpipe path's tasks (snowpipe/140_tasks.sql) needs it.
+-- Resuming the Snowpipe path's tasks (snowpipe/140_tasks.sql) needs it, and a task runs on its
+-- warehouse as its owner (the loader role), which needs USAGE on it or every run fails.
 GRANT EXECUTE TASK ON ACCOUNT TO ROLE {{ loader_role }};
+GRANT USAGE ON WAREHOUSE {{ task_warehouse }} TO ROLE {{ loader_role }};
