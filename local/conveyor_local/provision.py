@@ -134,3 +134,12 @@ def provision(session, names: Names | None = None) -> dict:
         "queues": queues,
         "dead_letter_queues": dead_letter_queues,
     }
+
+
+def delete_bucket(s3, bucket: str) -> None:
+    """Delete a (versioned) bucket, every version and delete marker first (tests make a bucket
+    unreachable with it)."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+    s3.delete_bucket(Bucket=bucket)

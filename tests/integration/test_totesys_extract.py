@@ -21,7 +21,7 @@ from conveyor.postgres import SourceUnavailable
 from conveyor.totesys import extract, tables, windows
 from conveyor.totesys.tables import TableSpec
 from conveyor_local import totesys_data as totesys
-from conveyor_local.provision import NOTIFICATIONS_INBOX
+from conveyor_local.provision import NOTIFICATIONS_INBOX, delete_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -600,13 +600,6 @@ def _sales_rows(s3, dag_run) -> list[tuple[int, datetime]]:
     )
 
 
-def _empty_and_delete_bucket(s3, bucket: str) -> None:
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
-    s3.delete_bucket(Bucket=bucket)
-
-
 def _exported(s3, dag_run, table: str) -> list[dict]:
     """The rows a run exported of a star table (from its export_star result)."""
     [entry] = [
@@ -632,7 +625,7 @@ def test_a_scheduled_run_that_fails_at_export_strands_nothing(totesys_db, s3, no
         (stranded[1],),
     )
     totesys_db.commit()
-    _empty_and_delete_bucket(s3, PROCESSED)
+    delete_bucket(s3, PROCESSED)
     failed = run_scheduled("totesys_etl", at(3))
     assert failed.state == "failed"
     states = task_states(failed)

@@ -18,6 +18,7 @@ import pytest
 
 from conveyor.totesys import windows
 from conveyor_local import event_latency
+from conveyor_local.provision import delete_bucket
 
 pytestmark = pytest.mark.scheduler
 
@@ -79,21 +80,18 @@ def test_unpaused_totesys_etl_runs_its_next_intervals_on_its_own_into_the_wareho
     assert [r["state"] for r in runs[:2]] == ["success", "success"], [
         airflow.failure_detail("totesys_etl", r) for r in runs
     ]
-    with psycopg.connect(airflow.info["postgres"]["warehouse"]) as conn:
-        versions = conn.execute(
-            "SELECT sales_order_id FROM fact_sales_order WHERE last_updated_date = %s "
-            "AND last_updated_time = %s ORDER BY 1",
-            (changed_at.date(), changed_at.time()),
-        ).fetchall()
-    assert versions == [(1,), (2,), (3,)]
+    assert fact_sales_order_ids(airflow, changed_at) == [(1,), (2,), (3,)]
     api.pause("totesys_etl")
 
 
-def _delete_bucket(s3, bucket: str) -> None:
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
-    s3.delete_bucket(Bucket=bucket)
+def fact_sales_order_ids(airflow, last_updated: datetime) -> list[tuple[int]]:
+    """The sales orders whose version `last_updated` has its row in the warehouse's fact table."""
+    with psycopg.connect(airflow.info["postgres"]["warehouse"]) as conn:
+        return conn.execute(
+            "SELECT sales_order_id FROM fact_sales_order WHERE last_updated_date = %s "
+            "AND last_updated_time = %s ORDER BY 1",
+            (last_updated.date(), last_updated.time()),
+        ).fetchall()
 
 
 def test_a_scheduled_totesys_run_that_fails_at_export_strands_nothing(airflow):
@@ -111,7 +109,7 @@ def test_a_scheduled_totesys_run_that_fails_at_export_strands_nothing(airflow):
             "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = %s WHERE sales_order_id IN (7, 8)",
             (changed_at,),
         )
-    _delete_bucket(s3, airflow.bucket("processed"))
+    delete_bucket(s3, airflow.bucket("processed"))
     api.unpause("totesys_etl")
     try:
         failed = api.wait_for_runs("totesys_etl", new, count=1, timeout=300)[0]
@@ -119,13 +117,7 @@ def test_a_scheduled_totesys_run_that_fails_at_export_strands_nothing(airflow):
         states = {t["task_id"]: t["state"] for t in api.task_instances("totesys_etl", failed["dag_run_id"])}
         assert states["model_facts"] == "success" and states["export_star"] == "failed", states
         assert windows.read_watermark(s3, airflow.bucket("ingestion"), "totesys_etl") == watermark
-        with psycopg.connect(airflow.info["postgres"]["warehouse"]) as conn:
-            modelled = conn.execute(
-                "SELECT sales_order_id FROM fact_sales_order WHERE last_updated_date = %s "
-                "AND last_updated_time = %s ORDER BY 1",
-                (changed_at.date(), changed_at.time()),
-            ).fetchall()
-        assert modelled == [(7,), (8,)], "the failed run modelled the changed versions"
+        assert fact_sales_order_ids(airflow, changed_at) == [(7,), (8,)], "the failed run modelled them"
 
         s3.create_bucket(
             Bucket=airflow.bucket("processed"),
