@@ -68,7 +68,7 @@ from conveyor.resources import (
     WAREHOUSE_CONN_ID,
     names_from_variable,
 )
-from conveyor.totesys import gate, star, tables, warehouse, windows
+from conveyor.totesys import gate, migrations, star, tables, warehouse, windows
 
 DAG_ID = "totesys_etl"
 DEFAULT_CONFIG = "config/totesys_tables.json"
@@ -222,7 +222,7 @@ def totesys_etl():
             raise AirflowFailException(str(exc)) from exc  # the connection must change: no retries
         with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
             return {
-                "migrations": warehouse.migrate(conn),
+                "migrations": migrations.migrate(conn),
                 "currency_names": warehouse.load_currency_names(conn),
                 "operator_statement_timeout": timeout,
             }

@@ -56,7 +56,7 @@ def _warehouse(admin_dsn: str, name: str) -> str:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from conveyor.totesys import warehouse
+    from conveyor.totesys import migrations, warehouse
 
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
@@ -65,7 +65,7 @@ def _warehouse(admin_dsn: str, name: str) -> str:
     params["dbname"] = name
     dsn = make_conninfo(**params)
     with psycopg.connect(dsn) as conn:
-        warehouse.migrate(conn)
+        migrations.migrate(conn)
         warehouse.load_currency_names(conn)
     return dsn
 

@@ -15,7 +15,7 @@ from conftest import run_dag, task_states
 from conveyor import paths, snowflake
 from conveyor.config import ConfigError
 from conveyor.resources import Names
-from conveyor.totesys import extract, tables, warehouse, windows
+from conveyor.totesys import extract, migrations, tables, warehouse, windows
 from conveyor.totesys.star import DIMENSIONS, FACTS, STAR
 from conveyor_local import fake_snowflake, totesys_data
 
@@ -83,7 +83,7 @@ def star(pg_database, warehouse_dsn, moto_server, snowflake_db):
     s3 = moto_server["session"].client("s3")
     with psycopg.connect(pg_database) as source, psycopg.connect(warehouse_dsn) as warehouse_db:
         totesys_data.create_schema(source)
-        warehouse.migrate(warehouse_db)
+        migrations.migrate(warehouse_db)
         warehouse.load_currency_names(warehouse_db)
         for index, window in enumerate(WINDOWS):
             change(source, index)

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from conveyor import paths
-from conveyor.totesys import extract, gate, star, tables, warehouse, windows
+from conveyor.totesys import extract, gate, migrations, star, tables, warehouse, windows
 from conveyor_local import totesys_data
 
 pytestmark = pytest.mark.integration
@@ -120,7 +120,7 @@ class Pipeline:
     def __init__(self, source_dsn: str, warehouse_dsn: str, s3):
         self.source_dsn, self.warehouse_dsn, self.s3 = source_dsn, warehouse_dsn, s3
         with psycopg.connect(warehouse_dsn) as conn:
-            warehouse.migrate(conn)
+            migrations.migrate(conn)
             warehouse.load_currency_names(conn)
 
     def extract(self, window: windows.Window) -> list[dict]:
@@ -670,8 +670,8 @@ def test_the_operators_sessions_must_keep_the_statement_timeout(warehouse_dsn, m
 
 def test_migrations_apply_once_in_order_and_make_what_the_code_declares(warehouse_dsn):
     with psycopg.connect(warehouse_dsn) as conn:
-        first = warehouse.migrate(conn)
-        assert warehouse.migrate(conn) == [], "a warehouse that is up to date runs no migration"
+        first = migrations.migrate(conn)
+        assert migrations.migrate(conn) == [], "a warehouse that is up to date runs no migration"
         recorded = conn.execute("SELECT version, name FROM staging.schema_migrations ORDER BY 1").fetchall()
         names = {
             r[0]
@@ -684,9 +684,9 @@ def test_migrations_apply_once_in_order_and_make_what_the_code_declares(warehous
             table: [c.name for c in tables.table_columns(conn, f"{table}_landed", "staging")]
             for table in star.MODEL_SOURCES
         }
-    assert first == [name for _, name in warehouse.migrations()]
+    assert first == [name for _, name in migrations.migrations()]
     assert first[:2] == ["001_baseline.sql", "002_window_coverage.sql"]
-    assert recorded == warehouse.migrations()
+    assert recorded == migrations.migrations()
     assert {f"public.{t}" for t in star.STAR} <= names
     assert {f"staging.{s.name}" for s in SPECS} | {f"staging.{s.name}_landed" for s in SPECS} <= names
     assert {f"staging.{t}_window" for t in star.STAR} <= names
@@ -714,7 +714,7 @@ def test_a_warehouse_made_before_migrations_adopts_them_and_its_rows_get_version
             "INSERT INTO dim_design VALUES (1, 'Granite', '/designs', 'granite-1.json', %s)", (old_window,)
         )
         conn.commit()
-        assert warehouse.migrate(conn) == [name for _, name in warehouse.migrations()]
+        assert migrations.migrate(conn) == [name for _, name in migrations.migrations()]
         [(version, expected)] = conn.execute(
             "SELECT d.source_version, staging.version_us(s.last_updated) FROM dim_design d "
             "JOIN staging.design s USING (design_id)"
@@ -731,7 +731,7 @@ def test_a_migration_waits_a_bounded_time_for_a_readers_lock_and_applies_nothing
     gives up after lock_timeout instead (the task retries), leaving the warehouse as it was."""
     import threading
 
-    monkeypatch.setattr(warehouse, "MIGRATION_LOCK_TIMEOUT", "1s")
+    monkeypatch.setattr(migrations, "LOCK_TIMEOUT", "1s")
     with psycopg.connect(warehouse_dsn) as conn:
         conn.execute(paths.sql_path("warehouse", "migrations", "001_baseline.sql").read_text())
     reader = psycopg.connect(warehouse_dsn, autocommit=True)
@@ -744,7 +744,7 @@ def test_a_migration_waits_a_bounded_time_for_a_readers_lock_and_applies_nothing
     try:
         threading.Event().wait(1)
         with psycopg.connect(warehouse_dsn) as conn, pytest.raises(psycopg.errors.LockNotAvailable):
-            warehouse.migrate(conn)
+            migrations.migrate(conn)
         with psycopg.connect(warehouse_dsn) as conn:
             assert conn.execute("SELECT to_regclass('staging.schema_migrations')").fetchone() == (None,)
     finally:
@@ -762,7 +762,7 @@ def test_a_migration_file_named_otherwise_is_refused_not_skipped(tmp_path, monke
     (include / "sql" / "warehouse" / "migrations" / "003_add-index.sql").write_text("SELECT 1;")
     monkeypatch.setenv("CONVEYOR_INCLUDE_DIR", str(include))
     with pytest.raises(RuntimeError, match=r"'003_add-index\.sql' is not named NNN_lowercase_words\.sql"):
-        warehouse.migrations()
+        migrations.migrations()
 
 
 def test_a_long_read_on_a_staging_view_does_not_block_a_run(pipeline, three_windows, postgres_admin_dsn):
@@ -832,7 +832,7 @@ def test_every_warehouse_session_of_totesys_etl_has_the_statement_timeout(dagbag
 
 def test_currency_names_come_from_iso_4217(warehouse_dsn):
     with psycopg.connect(warehouse_dsn) as conn:
-        warehouse.migrate(conn)
+        migrations.migrate(conn)
         loaded = warehouse.load_currency_names(conn)
         names = dict(conn.execute("SELECT currency_code, currency_name FROM staging.iso_4217").fetchall())
     assert loaded > 150 and names["GBP"] == "Pound Sterling" and names["JPY"] == "Yen"

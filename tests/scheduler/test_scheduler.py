@@ -2,7 +2,7 @@
 LocalExecutor, metadata in Postgres) on the local stack, driven only through the public REST API
 the UI uses. No `dags test`: the scheduler creates and runs every run here.
 
-One Airflow for the session (tests/scheduler/conftest.py), in a temporary CONVEYOR_LOCAL_DIR on
+One Airflow for the session (the `airflow` fixture in tests/conftest.py), in a temporary CONVEYOR_LOCAL_DIR on
 free ports, so it never touches a stack the developer has running.
 """
 

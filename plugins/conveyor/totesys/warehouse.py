@@ -1,15 +1,14 @@
-"""The warehouse side of totesys_etl (connection `warehouse_db`): migrate, land, model, export.
+"""The warehouse side of totesys_etl (connection `warehouse_db`): land, model, export.
 
-1. **Migrate**: `include/sql/warehouse/migrations/NNN_*.sql`, each applied once, in order, and
-   recorded in `staging.schema_migrations`; a run whose warehouse is up to date runs no DDL at
-   all, so an analyst's long query on a staging view never stalls a run.
-2. **Land**: a window's ingested Parquet streams from S3 (ranged reads, one row group at a time)
-   through Arrow's CSV writer into `COPY staging.<table>_landed`, tagged with the window; a rerun
-   of the window replaces its own rows in the same transaction. `staging.<table>` (a view) is the
-   newest landed version per primary key. A table the config adds gets its landing table from
-   the extract's columns on first landing; the star models the tables it knows.
-3. **Model**: `include/sql/warehouse/dim_*.sql` then `fact_*.sql`, each group one transaction.
-4. **Export**: the star rows a window covers (`staging.<star table>_window`: built from what it
+(Its schema comes from include/sql/warehouse/migrations/, applied by conveyor.totesys.migrations.)
+
+1. **Land**: a window's ingested Parquet streams from S3 (ranged reads, one row group at a time)
+   through Arrow's CSV writer into `COPY staging.<table>_landed`, tagged with the window. A window
+   landed again replaces the versions it lands again and keeps the rest. `staging.<table>` (a
+   view) is the newest landed version per primary key. A table the config adds gets its landing
+   table from the extract's columns on first landing; the star models the tables it knows.
+2. **Model**: `include/sql/warehouse/dim_*.sql` then `fact_*.sql`, each group one transaction.
+3. **Export**: the star rows a window covers (`staging.<star table>_window`: built from what it
    landed, whoever modelled them first), streamed to Parquet in the processed bucket.
 """
 
@@ -20,16 +19,12 @@ import logging
 import re
 from datetime import UTC
 
-from conveyor import paths
 from conveyor.s3 import S3ObjectReader
 from conveyor.totesys.star import STAR, STAR_KEYS
 from conveyor.totesys.windows import Window
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = ("warehouse", "migrations")
-MIGRATION_FILE = re.compile(r"(?P<version>\d{3})_[a-z0-9_]+\.sql")
-MIGRATION_LOCK_TIMEOUT = "10s"
 ROW_BATCH = 16_384  # Parquet rows decoded and sent to COPY at a time (bigger batches: more memory, no faster)
 READ_BUFFER = 8 * 1024 * 1024  # bytes per ranged GET
 
@@ -41,62 +36,6 @@ class LandingMismatch(RuntimeError):
 def model_files(group: tuple[str, ...]) -> list[str]:
     """The SQL files of a model group, relative to include/ (for SQLExecuteQueryOperator)."""
     return [f"sql/warehouse/{name}.sql" for name in group]
-
-
-def migrations() -> list[tuple[int, str]]:
-    """(version, file name) of every migration in include/sql/warehouse/migrations, in order."""
-    found = []
-    for path in sorted(paths.sql_path(*MIGRATIONS).glob("*.sql")):
-        match = MIGRATION_FILE.fullmatch(path.name)
-        if not match:  # never skipped in silence: it would not be applied
-            raise RuntimeError(f"warehouse migration {path.name!r} is not named NNN_lowercase_words.sql")
-        found.append((int(match["version"]), path.name))
-    versions = [v for v, _ in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"two warehouse migrations share a number: {[n for _, n in found]}")
-    return found
-
-
-def _applied(conn) -> set[int]:
-    if conn.execute("SELECT to_regclass('staging.schema_migrations')").fetchone()[0] is None:
-        return set()
-    return {v for (v,) in conn.execute("SELECT version FROM staging.schema_migrations")}
-
-
-def migrate(conn) -> list[str]:
-    """Apply the migrations this warehouse lacks, in order, in one transaction; returns their names.
-
-    Up to date (every run but the first after a deploy): one read of the version table and no
-    DDL, so nothing waits on a lock a reader holds. Two runs that migrate at once take turns
-    (an advisory lock); the second finds nothing left to do. A failing migration applies nothing.
-    """
-    pending = [(v, name) for v, name in migrations() if v not in _applied(conn)]
-    conn.commit()  # end the read's transaction: nothing to hold while a run goes on
-    if not pending:
-        return []
-    done = []
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('conveyor.warehouse.migrate'))")
-        # DDL waits for the locks readers hold, and every reader then queues behind it: give up
-        # after a while instead (the task retries) rather than stall the tables for everyone.
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (MIGRATION_LOCK_TIMEOUT,))
-        conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS staging.schema_migrations (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        applied = _applied(conn)  # again, under the lock: another run may have applied them
-        for version, name in pending:
-            if version in applied:
-                continue
-            conn.execute(paths.sql_path(*MIGRATIONS, name).read_text())
-            conn.execute(
-                "INSERT INTO staging.schema_migrations (version, name) VALUES (%s, %s)", (version, name)
-            )
-            done.append(name)
-    for name in done:
-        log.info("warehouse migration applied: %s", name)
-    return done
 
 
 def load_currency_names(conn) -> int:

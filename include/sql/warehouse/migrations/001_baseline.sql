@@ -1,6 +1,6 @@
 -- Migration 001: the ToteSys warehouse as it was before migrations (connection warehouse_db).
 -- Every statement is IF NOT EXISTS, so a warehouse created by the earlier every-run schema.sql
--- adopts it unchanged. Applied once, by conveyor.totesys.warehouse.migrate (see 002 onwards).
+-- adopts it unchanged. Applied once, by conveyor.totesys.migrations.migrate (see 002 onwards).
 --
 -- staging.<table>_landed   every row each window landed, tagged with the window (a rerun of a
 --                          window replaces its own rows): the versions the facts are built from
