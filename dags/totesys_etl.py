@@ -19,8 +19,9 @@ Lambda, transform Lambda, loader and Step Functions.
   in the ingestion bucket (Parquet, or CSV by Param) and a run manifest
   `_manifests/…/manifest-<window start>-<window end>.json`. Emits the `ingestion` asset.
 * **Land** (one task per table): the window's file streams from S3 into `COPY
-  staging.<table>_landed`; a rerun replaces its own window's rows; the count must match the
-  manifest. `staging.<table>` is the newest version per primary key.
+  staging.<table>_landed`; a rerun replaces the versions it lands again and keeps those the
+  source no longer has; the count must match the manifest. `staging.<table>` is the newest
+  version per primary key.
 * **Prepare**: the warehouse migrations it lacks (`include/sql/warehouse/migrations/`, each once,
   recorded in `staging.schema_migrations`); on most runs none, so no DDL and no locks.
 * **Model**: `include/sql/warehouse/dim_*.sql` (type 1, with cascades, each row with its source
@@ -229,7 +230,7 @@ def totesys_etl():
 
     @task(map_index_template="{{ table_name }}")
     def land_table(entry: dict, window: dict) -> dict:
-        """Stream one table's extract of the window into staging (COPY), replacing an earlier landing."""
+        """Stream one table's extract of the window into staging (COPY); a landing again replaces its versions."""
         get_current_context()["table_name"] = entry["table"]
         with postgres.connect(WAREHOUSE_CONN_ID, STATEMENT_TIMEOUT) as conn:
             return warehouse.land(
