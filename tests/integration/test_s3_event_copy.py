@@ -568,14 +568,19 @@ def test_a_run_receives_only_what_its_budget_takes_and_releases_nothing(clients)
     assert [m["Attributes"]["ApproximateReceiveCount"] for m in rest] == ["1", "1"], "never received before"
 
 
-def test_receiving_stops_at_the_time_budget_and_what_was_received_is_copied(clients):
-    """The time budget stops the receiving, not the copying: the wave in hand is copied in full
-    (past the budget), and what waits on the queue is left unreceived for the next run."""
-    s3, sqs, queue, _ = clients
+def _eight_events_waiting(s3, sqs, queue) -> None:
+    """An empty queue, then eight small objects in the source bucket and their events on it."""
     empty_queue(sqs, queue)
     for i in range(8):
         s3.put_object(Bucket=SOURCE, Key=f"t/{i}.json", Body=b"x")
         sqs.send_message(QueueUrl=queue, MessageBody=event_body(f"t/{i}.json", bucket=SOURCE))
+
+
+def test_receiving_stops_at_the_time_budget_and_what_was_received_is_copied(clients):
+    """The time budget stops the receiving, not the copying: the wave in hand is copied in full
+    (past the budget), and what waits on the queue is left unreceived for the next run."""
+    s3, sqs, queue, _ = clients
+    _eight_events_waiting(s3, sqs, queue)
     messages = sqs_helpers.receive(sqs, queue, 3)
     _slow_copies(s3, 0.3)
     summary = copier.copy_and_settle(
@@ -598,10 +603,7 @@ def test_copies_not_started_by_the_copy_deadline_are_released_for_the_next_run_n
     """Only a wave that overran the run (copy_seconds, well before execution_timeout) leaves
     received messages untried: released at once, not failed, not waiting out the hold."""
     s3, sqs, queue, _ = clients
-    empty_queue(sqs, queue)
-    for i in range(8):
-        s3.put_object(Bucket=SOURCE, Key=f"t/{i}.json", Body=b"x")
-        sqs.send_message(QueueUrl=queue, MessageBody=event_body(f"t/{i}.json", bucket=SOURCE))
+    _eight_events_waiting(s3, sqs, queue)
     messages = sqs_helpers.receive_available(sqs, queue, 100)
     _slow_copies(s3, 0.3)
     summary = copier.copy_and_settle(
