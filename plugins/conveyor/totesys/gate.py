@@ -22,7 +22,7 @@ model and its gate (a backfill beside the scheduled runs) can fail `rows_match_s
 
 from __future__ import annotations
 
-from conveyor.totesys.star import DIMENSIONS, FACT_REFERENCES, FACTS, STAR_KEYS
+from conveyor.totesys.star import DIMENSIONS, FACT_REFERENCES, FACTS, STAR_KEYS, covered_keys, covered_rows
 
 
 def checks(table: str, window_sql: str) -> dict:
@@ -43,21 +43,15 @@ def all_checks(window_sql: str) -> list[dict]:
     return [checks(table, window_sql) for table in (*DIMENSIONS, *FACTS)]
 
 
-def _covered(table: str, window_sql: str) -> str:
-    keys = ", ".join(STAR_KEYS[table])
-    return f"SELECT {keys} FROM staging.{table}_window WHERE window_name = {window_sql}"
-
-
 def _fact_checks(fact: str, window_sql: str) -> dict:
-    keys = ", ".join(STAR_KEYS[fact])
     on_key = " AND ".join(f"f.{k} = w.{k}" for k in STAR_KEYS[fact])
     references = FACT_REFERENCES[fact]
     counts = [
-        f"(SELECT count(*) FROM ({_covered(fact, window_sql)}) AS w "
+        f"(SELECT count(*) FROM ({covered_keys(fact, window_sql)}) AS w "
         f"WHERE NOT EXISTS (SELECT 1 FROM {fact} AS f WHERE {on_key})) AS versions_without_fact",
         *(
-            f"(SELECT count(*) FROM {fact} AS f WHERE ({keys}) IN ({_covered(fact, window_sql)}) "
-            f"AND NOT EXISTS (SELECT 1 FROM {dim} AS d WHERE d.{key} = f.{column})) AS missing_{column}"
+            f"(SELECT count(*) FROM ({covered_rows(fact, window_sql)}) AS f "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {dim} AS d WHERE d.{key} = f.{column})) AS missing_{column}"
             for column, (dim, key) in references.items()
         ),
     ]
@@ -74,7 +68,7 @@ def _fact_checks(fact: str, window_sql: str) -> dict:
 def _dimension_checks(dim: str, window_sql: str) -> dict:
     [key] = STAR_KEYS[dim]
     covered = (
-        f"FROM ({_covered(dim, window_sql)}) AS w "
+        f"FROM ({covered_keys(dim, window_sql)}) AS w "
         f"JOIN staging.{dim}_source AS s ON s.{key} = w.{key} "
         f"LEFT JOIN {dim} AS d ON d.{key} = w.{key}"
     )

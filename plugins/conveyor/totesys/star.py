@@ -95,6 +95,21 @@ FACT_REFERENCES = {
 }
 
 
+def covered_keys(table: str, window_sql: str) -> str:
+    """SQL: the keys of star table `table` that a window covers (`staging.<table>_window`, from
+    migrations/002: built from what it landed, whoever modelled them). `window_sql`: the window's
+    name as an SQL literal."""
+    keys = ", ".join(STAR_KEYS[table])
+    return f"SELECT {keys} FROM staging.{table}_window WHERE window_name = {window_sql}"
+
+
+def covered_rows(table: str, window_sql: str) -> str:
+    """SQL: the rows of star table `table` that a window covers (what its export and gate read)."""
+    return (
+        f"SELECT * FROM {table} WHERE ({', '.join(STAR_KEYS[table])}) IN ({covered_keys(table, window_sql)})"
+    )
+
+
 def check_model_sources(specs, columns: dict[str, list[str]]) -> list[str]:
     """What in the table config would starve or break the star model (empty: nothing).
 

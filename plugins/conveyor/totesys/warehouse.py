@@ -20,7 +20,7 @@ import re
 from datetime import UTC
 
 from conveyor.s3 import S3ObjectReader
-from conveyor.totesys.star import STAR, STAR_KEYS
+from conveyor.totesys.star import STAR, STAR_KEYS, covered_rows
 from conveyor.totesys.windows import Window
 
 log = logging.getLogger(__name__)
@@ -260,17 +260,6 @@ def export_all(conn, s3, bucket: str, window: Window) -> list[dict]:
     return [{"table": table, **export(conn, s3, bucket, table, window)} for table in STAR]
 
 
-def window_rows(table: str, window_sql) -> str:
-    """SQL: the rows of star table `table` that a window covers (`staging.<table>_window`): built
-    from what the window landed, whoever modelled them. `window_sql`: the window's name as a
-    literal (SQL text, or a psycopg Composable rendered to text)."""
-    keys = ", ".join(STAR_KEYS[table])
-    return (
-        f"SELECT * FROM {table} WHERE ({keys}) IN "
-        f"(SELECT {keys} FROM staging.{table}_window WHERE window_name = {window_sql})"
-    )
-
-
 def export(conn, s3, bucket: str, table: str, window: Window) -> dict:
     """The star rows `window` covers, as Parquet at `<table>/YYYY/MM/DD/HHMM/<table>-<window>.parquet`.
 
@@ -285,7 +274,7 @@ def export(conn, s3, bucket: str, table: str, window: Window) -> dict:
     columns = [c for c in table_columns(conn, table) if c.name != "window_name"]
     select = sql.SQL("SELECT {cols} FROM ({rows}) AS covered ORDER BY {keys}").format(
         cols=sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
-        rows=sql.SQL(window_rows(table, sql.Literal(window.name).as_string(conn))),
+        rows=sql.SQL(covered_rows(table, sql.Literal(window.name).as_string(conn))),
         keys=sql.SQL(", ").join(sql.Identifier(k) for k in STAR_KEYS[table]),
     )
     return extract.stream_to_s3(
