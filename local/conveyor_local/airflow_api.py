@@ -95,6 +95,27 @@ class AirflowAPI:
     def pause(self, dag_id: str) -> dict:
         return self._send("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
 
+    def settle(self, dag_id: str, timeout: float = 300) -> None:
+        """Pause `dag_id` with none of its runs left unfinished.
+
+        Pausing alone can strand a run: the scheduler examines only unpaused DAGs' runs, so a run
+        that was running when the DAG was paused stays `running` until it is unpaused. So: pause;
+        while a run is unfinished, unpause until it finishes, and pause again (the scheduler may
+        have created the next run in between: it is waited for in turn)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pause(dag_id)
+            unfinished = {r["dag_run_id"] for r in self.runs(dag_id) if r["state"] not in FINISHED}
+            if not unfinished:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{dag_id}: runs {sorted(unfinished)} unfinished after {timeout:.0f}s")
+            self.unpause(dag_id)
+            self.wait_for_runs(
+                dag_id, lambda r, ids=unfinished: r["dag_run_id"] in ids, count=len(unfinished), timeout=left
+            )
+
     def trigger(self, dag_id: str, conf: dict | None = None, logical_date: str | None = None) -> dict:
         return self._send(
             "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"conf": conf or {}, "logical_date": logical_date}

@@ -81,7 +81,7 @@ def test_unpaused_totesys_etl_runs_its_next_intervals_on_its_own_into_the_wareho
         airflow.failure_detail("totesys_etl", r) for r in runs
     ]
     assert fact_sales_order_ids(airflow, changed_at) == [(1,), (2,), (3,)]
-    api.pause("totesys_etl")
+    api.settle("totesys_etl")
 
 
 def fact_sales_order_ids(airflow, last_updated: datetime) -> list[tuple[int]]:
@@ -99,8 +99,8 @@ def test_a_scheduled_totesys_run_that_fails_at_export_strands_nothing(airflow):
     models its rows, then fails at export (after its retries). The bucket comes back; the next
     scheduled runs export every row the failed run modelled."""
     api, s3 = airflow.api, airflow.s3
-    # The earlier test's runs, all finished (it paused the DAG; one may have been running then).
-    before = api.wait_for_runs("totesys_etl", lambda r: True, count=len(api.runs("totesys_etl")), timeout=240)
+    api.settle("totesys_etl")  # the earlier test's runs all finished, and the DAG paused
+    before = api.runs("totesys_etl")
     new = lambda r: r["run_type"] == "scheduled" and r["dag_run_id"] not in {b["dag_run_id"] for b in before}  # noqa: E731
     watermark = windows.read_watermark(s3, airflow.bucket("ingestion"), "totesys_etl")
     changed_at = watermark.replace(tzinfo=None) + timedelta(seconds=1)
@@ -126,7 +126,7 @@ def test_a_scheduled_totesys_run_that_fails_at_export_strands_nothing(airflow):
         recovered = api.wait_for_runs("totesys_etl", new, count=2, timeout=300)[1]
         assert recovered["state"] == "success", airflow.failure_detail("totesys_etl", recovered)
     finally:
-        api.pause("totesys_etl")
+        api.settle("totesys_etl")
     exported = []
     for key in airflow.keys("processed", "fact_sales_order/"):
         body = s3.get_object(Bucket=airflow.bucket("processed"), Key=key)["Body"].read()
