@@ -295,6 +295,8 @@ def environment(state: dict) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        # Links Airflow builds (an alert's log_url) point at the port actually served.
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -521,10 +523,24 @@ def describe() -> dict:
     }
 
 
+def require_free_port(port: int) -> None:
+    """Refuse to start Airflow on a port something already listens on: its api-server would fail
+    to bind while the health check answered from the other server."""
+    if not _port_free(port):
+        raise SystemExit(
+            f"port {port} is already taken (another Airflow, or `make compose-up`?), so this "
+            f"Airflow could not serve on it. Stop what listens there, or pick a free port: "
+            f"CONVEYOR_AIRFLOW_PORT={port + 1} make airflow"
+        )
+
+
 def run_airflow_ui() -> None:
     """Start `airflow standalone` in the background on the stack; print the URL and login."""
-    state = start()
     port = int(os.environ.get("CONVEYOR_AIRFLOW_PORT", 8080))
+    ours = load_state().get("airflow", {})
+    if not (_alive(ours.get("pid")) and ours.get("port") == port):
+        require_free_port(port)
+    state = start()
     url = f"http://127.0.0.1:{port}"
     home = airflow_home()
     passwords = home / "passwords.json"
@@ -551,7 +567,16 @@ def run_airflow_ui() -> None:
         _save_state(state)
         print(f"starting airflow standalone (log: {log}) ...")
         _wait_http(f"{url}/api/v2/monitor/health", 180, "airflow standalone", log, proc)
-    from conveyor_local.airflow_api import AirflowAPI
+    from conveyor_local.airflow_api import AirflowAPI, AirflowAPIError
 
-    AirflowAPI(url, "admin", password).wait_until_healthy()  # scheduler, triggerer, dag-processor
+    api = AirflowAPI(url, "admin", password)
+    api.wait_until_healthy()  # scheduler, triggerer, dag-processor
+    try:  # the server answering is this one: it accepts this stack's password
+        api.dags()
+    except AirflowAPIError as e:
+        raise SystemExit(
+            f"the Airflow answering on {url} refused this stack's login ({e}): it is not the one "
+            f"`make airflow` started (see {local_dir() / 'airflow-standalone.log'}). Stop the other "
+            f"server, or pick a free port: CONVEYOR_AIRFLOW_PORT={port + 1} make airflow"
+        ) from None
     print(f"Airflow UI: {url}  login: admin / {password}\nstop it with: make services-stop")
