@@ -56,13 +56,19 @@ def failure_message(context) -> dict:
         "task_id": ti.task_id,
         "map_index": map_index if map_index is not None and map_index >= 0 else None,
         "run_id": ti.run_id,
-        "run_type": str(getattr(dag_run, "run_type", "") or "") or None,
+        "run_type": _run_type(dag_run),
         "data_interval": [start.isoformat(), end.isoformat()] if start and end else None,
         "try_number": ti.try_number,
         "max_tries": getattr(ti, "max_tries", None),
         "error": text[:ERROR_LIMIT],
         "log_url": ti.log_url,
     }
+
+
+def _run_type(dag_run) -> str | None:
+    """`manual`, `scheduled`, `backfill`...: the enum's value (str() of it gives `DagRunType.MANUAL`)."""
+    run_type = getattr(dag_run, "run_type", None)
+    return getattr(run_type, "value", run_type) or None
 
 
 class FailureAlert(SnsNotifier):

@@ -78,6 +78,7 @@ def test_a_failing_task_publishes_an_alert_with_what_where_and_why(aws, no_retri
     subject, alert = found[0]
     assert subject.startswith(f"[conveyor] FAILED {dag_id}.{task_id} ")
     assert alert["dag_id"] == dag_id and alert["run_id"] == dag_run.run_id
+    assert alert["run_type"] == "manual", "the enum's value, as the UI shows it"
     [ti] = [t for t in dag_run.get_task_instances() if t.task_id == task_id]
     assert (alert["try_number"], alert["max_tries"]) == (ti.try_number, ti.max_tries) == (1, ti.max_tries)
     assert error in alert["error"]
