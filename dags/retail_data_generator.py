@@ -33,9 +33,21 @@ DAG_ID = "retail_data_generator"
     tags=[Tag.CONVEYOR, Tag.RETAIL, Tag.S3],
     doc_md=__doc__,
     params={
-        "users": Param(100, type="integer", minimum=1, maximum=1_000_000, title="Number of users"),
+        "users": Param(
+            100,
+            type="integer",
+            minimum=1,
+            maximum=generator.MAX_USERS,
+            title="Number of users",
+            description=f"1 to {generator.MAX_USERS:,}.",
+        ),
         "transactions": Param(
-            1_000, type="integer", minimum=0, maximum=10_000_000, title="Number of transactions"
+            1_000,
+            type="integer",
+            minimum=0,
+            maximum=generator.MAX_TRANSACTIONS,
+            title="Number of transactions",
+            description=f"0 to {generator.MAX_TRANSACTIONS:,} (about a minute at the maximum).",
         ),
         "seed": Param(42, type="integer", title="Random seed", description="Same seed, same data."),
         "format": Param("csv", type="string", enum=list(generator.FORMATS), title="File format"),

@@ -188,3 +188,18 @@ def test_dag_conventions(path):
         for task in dag.tasks:
             assert task.owner not in (None, "", "airflow"), f"{dag_id}.{task.task_id} has no owner"
             assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_a_params_limits_are_stated_in_its_description(path):
+    """The trigger form clamps a number outside a Param's minimum/maximum to the limit without a
+    word (-5 users became 1): the description must say the limits."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    for dag_id, dag in DagBag(dag_folder=str(path)).dags.items():
+        for name, param in dag.params.items():
+            limits = [param.schema[k] for k in ("minimum", "maximum") if k in param.schema]
+            for limit in limits:
+                assert f"{limit:,}" in (param.description or ""), (
+                    f"{dag_id} Param {name!r}: its description does not state the limit {limit:,}"
+                )

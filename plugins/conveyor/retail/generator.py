@@ -23,6 +23,11 @@ from decimal import Decimal
 FORMATS = ("csv", "json")
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/x-ndjson"}
 CHUNK_ROWS = 20_000
+# The trigger form's limits: about a minute of generating and uploading at the maxima (100,000
+# transactions take ~5 s and make ~16 MB of CSV). The form clamps a number outside them to the
+# nearest limit, so each Param's description states them.
+MAX_USERS = 100_000
+MAX_TRANSACTIONS = 1_000_000
 FIRST_NAMES = [
     "Ava",
     "Liam",
