@@ -1,7 +1,10 @@
 """`make demo`: put sample files in place on the local stack, run the pipelines through Airflow,
 and print what landed where.
 
-    python -m conveyor_local.demo [--date 2024-03-05T20:00:00+00:00]
+    python -m conveyor_local.demo [--date 2026-03-05T20:00:00+00:00]
+
+The runs' logical date defaults to yesterday 20:00 UTC (the nightly schedule's time): a recent,
+finished interval, so the UI's run durations and charts read sensibly.
 
 Expects the stack to be up (`make demo` runs `make services` first).
 """
@@ -15,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -23,7 +26,11 @@ import boto3
 from conveyor_local import sample_data, stack
 from conveyor_local.provision import NOTIFICATIONS_INBOX
 
-DEFAULT_DATE = "2024-03-05T20:00:00+00:00"
+
+def recent_date() -> str:
+    """Yesterday 20:00 UTC, as an ISO logical date."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    return yesterday.replace(hour=20, minute=0, second=0, microsecond=0).isoformat()
 
 
 def _clients(info: dict):
@@ -91,7 +98,7 @@ def nightly_file_ingestion(info: dict, logical_date: str) -> None:
         print(f"    {key}")
 
 
-def s3_event_copy(info: dict) -> None:
+def s3_event_copy(info: dict, logical_date: str) -> None:
     s3, sqs = _clients(info)
     raw, curated = info["buckets"]["raw"], info["buckets"]["curated"]
     drops = {
@@ -101,7 +108,7 @@ def s3_event_copy(info: dict) -> None:
                 "customer": {"id": "c-17", "country": "GB"},
                 "currency": "GBP",
                 "total": "19.98",
-                "ordered_at": "2024-03-05T09:30:00+00:00",
+                "ordered_at": f"{logical_date[:10]}T09:30:00+00:00",
                 "items": [
                     {"sku": "BK-12", "qty": 1, "price": "12.00"},
                     {"sku": "PN-3", "qty": 2, "price": "3.99"},
@@ -114,7 +121,7 @@ def s3_event_copy(info: dict) -> None:
                 "customer": {"id": "c-4", "country": "FR"},
                 "currency": "EUR",
                 "total": "5.00",
-                "ordered_at": "2024-03-05T11:02:00+00:00",
+                "ordered_at": f"{logical_date[:10]}T11:02:00+00:00",
                 "items": [{"sku": "CF-1", "qty": 1, "price": "5.00"}],
             }
         ).encode(),
@@ -125,7 +132,7 @@ def s3_event_copy(info: dict) -> None:
     print(
         "  delivered to the raw-events SQS queue (step 1's landing/ files notify no one: only events/ does)"
     )
-    seconds = run_dag("s3_event_copy", DEFAULT_DATE)
+    seconds = run_dag("s3_event_copy", logical_date)
     print(f"• ran s3_event_copy through Airflow in {seconds:.1f}s")
     landed = [o["Key"] for o in s3.list_objects_v2(Bucket=curated).get("Contents", [])]
     waiting = sqs.get_queue_attributes(
@@ -140,7 +147,7 @@ def s3_event_copy(info: dict) -> None:
         print(f"    {key}  ({'byte-identical' if same else 'DIFFERENT from raw'})")
     print(f"  messages left on the raw-events queue: {waiting}")
 
-    seconds = run_dag("curated_to_snowflake", DEFAULT_DATE)
+    seconds = run_dag("curated_to_snowflake", logical_date)
     print(
         f"• ran curated_to_snowflake in {seconds:.1f}s: COPY INTO EVENTS.RAW_EVENTS (VARIANT), MERGE flattening"
     )
@@ -222,14 +229,15 @@ def _star_fingerprint(conn) -> dict[str, str]:
     }
 
 
-def totesys_etl(info: dict) -> None:
+def totesys_etl(info: dict, logical_date: str) -> None:
     import psycopg
 
     from conveyor.totesys import warehouse, windows
     from conveyor_local import totesys_data as totesys
 
     state = stack.load_state()
-    first, second = "2024-03-05T20:00:00+00:00", "2024-03-05T20:03:00+00:00"
+    first = logical_date
+    second = (datetime.fromisoformat(first) + timedelta(minutes=3)).isoformat()
     at = datetime.fromisoformat(first).replace(tzinfo=None)
     with psycopg.connect(stack.postgres_dsn(state, "postgres"), autocommit=True) as admin:
         for database in ("totesys", "warehouse"):  # the demo owns these databases
@@ -333,7 +341,11 @@ def totesys_etl(info: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor_local.demo", description=__doc__)
-    parser.add_argument("--date", default=DEFAULT_DATE, help="logical date of the runs (default %(default)s)")
+    parser.add_argument(
+        "--date",
+        default=recent_date(),
+        help="logical date of the runs (default: yesterday 20:00 UTC, %(default)s)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     info = stack.describe()
@@ -343,14 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\n2. s3_event_copy: raw bucket events -> SNS -> SQS -> copy raw -> curated -> Snowflake (flattened)"
     )
-    s3_event_copy(info)
+    s3_event_copy(info, args.date)
     print("\n3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive -> Snowflake")
     retail(info, args.date)
     print(
         "\n4. totesys_etl: ToteSys Postgres -> changed rows (Parquet, ingestion bucket) -> warehouse star schema"
         " -> Snowflake"
     )
-    totesys_etl(info)
+    totesys_etl(info, args.date)
     print(
         f"\nDemo finished in {time.monotonic() - started:.0f}s. Explore: `make airflow` (UI), "
         "`source .local/env.sh`, `python -m conveyor_local describe`."
