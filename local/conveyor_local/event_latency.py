@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from datetime import datetime
 
 LAMBDA_NOTE = 'the old Lambda copier: "seconds, sometimes a minute or longer" (S3 event delivery, AWS docs)'
 
@@ -22,7 +23,10 @@ LAMBDA_NOTE = 'the old Lambda copier: "seconds, sometimes a minute or longer" (S
 def measure(
     api, s3, raw: str, curated: str, count: int = 20, spacing: float = 0.5, timeout: float = 180
 ) -> dict:
-    """Unpause s3_event_copy, put `count` objects `spacing` seconds apart, time each into curated."""
+    """Unpause s3_event_copy, put `count` objects `spacing` seconds apart, time each into curated.
+    Returns the latencies and the DAG's runs during the measurement."""
+    # Runs already finished are not this measurement's (one left running by a pause is).
+    before = {r["dag_run_id"] for r in api.runs("s3_event_copy") if r["state"] in ("success", "failed")}
     api.unpause("s3_event_copy")
     put_at, seen_at = {}, {}
     try:
@@ -41,6 +45,19 @@ def measure(
                     f"not in curated after {timeout:.0f}s: {sorted(set(put_at) - set(seen_at))}"
                 )
             time.sleep(0.1)
+        # Continuous: the run that copied the last object finishes and the next one starts. (One
+        # run may copy them all, in waves; paused now, it would stay running: the scheduler
+        # advances only unpaused DAGs' runs.)
+        while True:
+            runs = sorted(  # all continuous runs share one logical date: order by when they could start
+                (r for r in api.runs("s3_event_copy") if r["dag_run_id"] not in before),
+                key=lambda r: datetime.fromisoformat(r["run_after"]),
+            )
+            if any(r["state"] == "success" for r in runs[:-1]):
+                break
+            if time.monotonic() - max(put_at.values()) > timeout:
+                raise TimeoutError(f"s3_event_copy: no run finished and was followed by the next: {runs}")
+            time.sleep(0.5)
     finally:
         api.pause("s3_event_copy")
     latencies = sorted(seen_at[key] - put_at[key] for key in put_at)
@@ -49,6 +66,7 @@ def measure(
         "latencies": latencies,
         "p50": statistics.median(latencies),
         "p95": statistics.quantiles(latencies, n=20)[18],
+        "runs": runs,
     }
 
 
