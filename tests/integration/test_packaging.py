@@ -53,7 +53,9 @@ def test_artefacts_are_complete_and_reproducible(dist, tmp_path):
     assert (out / "dags" / "include" / "sql" / "warehouse" / "migrations").is_dir()
     # Only what MWAA runs: the local stack's SQL (the ToteSys source's DDL, the databases it
     # creates) lives in local/sql/ and is not shipped.
-    shipped = {p.relative_to(out / "dags" / "include").as_posix() for p in (out / "dags" / "include").rglob("*")}
+    shipped = {
+        p.relative_to(out / "dags" / "include").as_posix() for p in (out / "dags" / "include").rglob("*")
+    }
     assert not {"sql/totesys", "sql/local"} & shipped
     assert (ROOT / "local" / "sql" / "totesys" / "schema.sql").is_file()
     assert "include/" in (out / "dags" / ".airflowignore").read_text()
