@@ -6,11 +6,11 @@ for the ObjectCreated events of the raw bucket's `events/` prefix, copies the ex
 version each event names to the curated bucket under the same key (server-side, multipart for
 large objects, metadata kept), then deletes the messages that are settled.
 
-* **A bounded batch per run**: the run receives messages in waves of 10 until it has 500
-  messages, 20 GiB of named objects or 5 minutes; it copies everything it received and never
-  releases a message unread (a release would cost it one of its 5 receives). Each message is
-  hidden on the queue for the full visibility timeout (15 min) before its copy starts;
-  `copy_events` is stopped at 10 minutes, so no message reappears while its copy runs.
+* **A bounded batch per run**: the run receives messages in waves of 10 until it has {budget};
+  it copies everything it received and never releases a message unread (a release would cost it
+  one of its {receives} receives). Each message is hidden on the queue for the full visibility
+  timeout ({hold_minutes} min) before its copy starts; `copy_events` is stopped at {copy_minutes}
+  minutes, so no message reappears while its copy runs.
 * **Exact versions**: an event whose version was overwritten since is not copied (the newer
   version's own event copies it, so a late event never rolls curated back); a version that no
   longer exists (deleted, expired) is **recorded** in `_quarantine/` of the curated bucket
@@ -19,10 +19,10 @@ large objects, metadata kept), then deletes the messages that are settled.
   S3 event is written with the reason to `_quarantine/` in the curated bucket (outside
   `events/`, so Snowpipe never sees it) and deleted.
 * **A copy that fails** (AccessDenied, an archived object, ...) does not fail the run: its
-  message comes back after the visibility timeout, and after 5 receives the redrive policy moves
-  it to the dead-letter queue while the other events keep flowing. On its last receive one
-  alert (`[conveyor] s3_event_copy dead-letter ...` on the notifications topic) names its keys
-  and errors; the CloudWatch alarm on the dead-letter queue fires too.
+  message comes back after the visibility timeout, and after {receives} receives the redrive
+  policy moves it to the dead-letter queue while the other events keep flowing. On its last
+  receive one alert (`[conveyor] s3_event_copy dead-letter ...` on the notifications topic)
+  names its keys and errors; the CloudWatch alarm on the dead-letter queue fires too.
 * **Systemic errors fail the run**: the queue unreachable or missing, SQS refusing deletes, the
   quarantine not writable, a queue without a redrive policy. A quiet hour skips the run; an
   error fails it, also in deferrable mode. After 3 failed runs in a row the DAG pauses itself
@@ -54,19 +54,14 @@ from conveyor.resources import (
     AWS_CONN_ID,
     COPY_EVENTS_TIMEOUT_S,
     EVENTS_PREFIX,
+    MAX_RECEIVE_COUNT,
     QUEUE_VISIBILITY_TIMEOUT_S,
     names_from_variable,
 )
 
 DAG_ID = "s3_event_copy"
-# One run's batch: receiving stops at BUDGET.seconds; every copy starts within copy_seconds,
-# well inside execution_timeout (the last wave's copies may run on after the receiving stops).
-BUDGET = copier.Budget(
-    messages=500,
-    bytes=20 * copier.GiB,
-    seconds=COPY_EVENTS_TIMEOUT_S * 0.5,
-    copy_seconds=COPY_EVENTS_TIMEOUT_S * 0.8,
-)
+# One run's batch; its limits are written once, in conveyor.events.copier.Budget.
+BUDGET = copier.Budget()
 
 
 @dag(
@@ -80,7 +75,12 @@ BUDGET = copier.Budget(
     max_consecutive_failed_dag_runs=3,
     default_args=DEFAULT_ARGS,
     tags=[Tag.CONVEYOR, Tag.S3, Tag.SQS],
-    doc_md=__doc__,
+    doc_md=__doc__.format(
+        budget=BUDGET,
+        receives=MAX_RECEIVE_COUNT,
+        hold_minutes=QUEUE_VISIBILITY_TIMEOUT_S // 60,
+        copy_minutes=COPY_EVENTS_TIMEOUT_S // 60,
+    ),
     params={
         "replay_keys": Param(
             [],

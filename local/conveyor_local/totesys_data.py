@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
-from conveyor.paths import sql_path
+# The source's DDL: local only (MWAA never creates ToteSys), so it lives beside this tooling.
+SCHEMA_SQL = Path(__file__).resolve().parents[1] / "sql" / "totesys" / "schema.sql"
 
 TABLES = (
     "address",
@@ -84,7 +86,7 @@ DESIGN_WORDS = [
 
 
 def create_schema(conn) -> None:
-    conn.execute(sql_path("totesys", "schema.sql").read_text())
+    conn.execute(SCHEMA_SQL.read_text())
     conn.commit()
 
 

@@ -50,7 +50,14 @@ def test_artefacts_are_complete_and_reproducible(dist, tmp_path):
     out, built = dist
     assert built["dags"] == [f"{d}.py" for d in DAG_IDS]
     assert (out / "dags" / "include" / "config" / "nightly_file_ingestion.json").is_file()
-    assert (out / "dags" / "include" / "sql" / "totesys" / "schema.sql").is_file()
+    assert (out / "dags" / "include" / "sql" / "warehouse" / "migrations").is_dir()
+    # Only what MWAA runs: the local stack's SQL (the ToteSys source's DDL, the databases it
+    # creates) lives in local/sql/ and is not shipped.
+    shipped = {
+        p.relative_to(out / "dags" / "include").as_posix() for p in (out / "dags" / "include").rglob("*")
+    }
+    assert not {"sql/totesys", "sql/local"} & shipped
+    assert (ROOT / "local" / "sql" / "totesys" / "schema.sql").is_file()
     assert "include/" in (out / "dags" / ".airflowignore").read_text()
     assert (out / "requirements.txt").read_bytes() == (ROOT / "requirements.txt").read_bytes()
     # plugins.zip is the plugins/ folder, file for file (no deny-list): what is there is what runs.

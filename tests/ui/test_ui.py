@@ -4,7 +4,7 @@ docs, trigger `retail_data_generator` from the trigger form with changed Params,
 succeed, start a three-day backfill of `nightly_file_ingestion` from the same dialog.
 
 What the browser shows is checked in the browser; what the runs wrote is checked in S3 and through
-the REST API. The screenshots land in docs/screenshots/ (the README shows them), so a run of
+the REST API. The screenshots land in docs/screenshots/ (docs/local.md shows them), so a run of
 `make test-ui` refreshes them.
 
 Skips, saying why, only where no Chromium can be found or installed, and never when CI=true.

@@ -114,7 +114,7 @@ def test_names_and_connection_ids_are_the_local_stacks():
     ):
         assert env[f"AIRFLOW_CONN_{conn_id.upper()}"].endswith(f"@postgres:5432/{database}")
     assert set(stack.DATABASES) == set(
-        re.findall(r"CREATE DATABASE (\w+)", (ROOT / "include/sql/local/create_databases.sql").read_text())
+        re.findall(r"CREATE DATABASE (\w+)", (ROOT / "local/sql/create_databases.sql").read_text())
     )
     assert SERVICES["provision"]["command"][:4] == ["python", "-m", "conveyor_local", "provision"]
 

@@ -1,5 +1,5 @@
-"""Where a run's config comes from: exactly the values the README documents, and a clear error
-for anything else (a value is never taken for a local path)."""
+"""Where a run's config comes from: exactly the values docs/settings.md and the pipeline pages
+document, and a clear error for anything else (a value is never taken for a local path)."""
 
 from __future__ import annotations
 

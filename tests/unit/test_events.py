@@ -208,3 +208,34 @@ def test_plans_copy_the_current_version_supersede_older_ones_and_record_vanished
     assert plans[objects["unnamed"]].source == S3Object(bucket, "k.json", 2, v2), "pinned to what HEAD saw"
     assert plans[objects["deleted"]].source == S3Object(bucket, "deleted.json", 1, deleted)
     assert plans[objects["older"]].detail == f"version {v2} was written since"
+
+
+def test_s3_event_copy_states_its_limits_once():
+    """The batch limits are written in one place, copier.Budget: the DAG takes them as they are,
+    writes no figure of its own, and its docs (the UI's doc_md) state Budget's and resources'."""
+    import re
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from conveyor import resources
+
+    path = Path(__file__).resolve().parents[2] / "dags" / "s3_event_copy.py"
+    dag = DagBag(dag_folder=str(path)).get_dag("s3_event_copy")
+    from s3_event_copy import BUDGET  # dags/ is on the tests' path
+
+    assert copier.Budget() == BUDGET
+    code = path.read_text().split('"""', 2)[2]  # below the docstring
+    assert not re.search(r"\b(500|480|300)\b|GiB|Budget\(\w", code), (
+        "s3_event_copy.py writes a limit of its own"
+    )
+    doc = dag.doc_md
+    assert "{" not in doc, "a placeholder of the docstring was not filled in"
+    assert f"until it has {copier.Budget()};" in doc
+    assert str(copier.Budget()) == "500 messages, 20 GiB of named objects or 5 minutes"
+    assert f"stopped at {resources.COPY_EVENTS_TIMEOUT_S // 60}" in doc
+    assert f"visibility\n  timeout ({resources.QUEUE_VISIBILITY_TIMEOUT_S // 60} min)" in doc
+    assert doc.count(f"{resources.MAX_RECEIVE_COUNT} receives") == 2
+    # The receive and copy deadlines follow the task's timeout, not numbers of their own.
+    assert copier.Budget().seconds == resources.COPY_EVENTS_TIMEOUT_S / 2
+    assert copier.Budget().copy_seconds == resources.COPY_EVENTS_TIMEOUT_S * 0.8

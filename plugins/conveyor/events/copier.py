@@ -42,6 +42,7 @@ from conveyor import sqs
 from conveyor.events.parsing import ObjectCreated, ParsedMessage, parse_messages
 from conveyor.events.versions import VANISHED_CODES, Outcome, plan_copies
 from conveyor.keys import day_partition
+from conveyor.resources import COPY_EVENTS_TIMEOUT_S
 from conveyor.s3 import (
     DEADLINE_PASSED,
     DEFAULT_MAX_CONCURRENCY,
@@ -64,8 +65,16 @@ class Budget:
 
     messages: int = 500
     bytes: int = 20 * GiB  # as the events state the objects' sizes
-    seconds: float = 300.0  # no message is received after this many seconds of the run
-    copy_seconds: float = 480.0  # no copy is started after this many (only an overrunning wave)
+    # Well inside copy_events' execution_timeout (the last wave's copies run on after receiving
+    # stops), which ends well before the queue's hold on the batch (its visibility timeout).
+    seconds: float = COPY_EVENTS_TIMEOUT_S * 0.5  # no message is received after this many seconds
+    copy_seconds: float = (
+        COPY_EVENTS_TIMEOUT_S * 0.8
+    )  # no copy is started after this many (an overrunning wave)
+
+    def __str__(self) -> str:
+        """The limits as the DAG's docs state them, e.g. `500 messages, 20 GiB of named objects or 5 minutes`."""
+        return f"{self.messages} messages, {self.bytes / GiB:g} GiB of named objects or {self.seconds / 60:g} minutes"
 
 
 def receive_size(budget: Budget, taken: int, taken_bytes: int) -> int:
