@@ -71,7 +71,9 @@ def _column(table: str, name: str, spec) -> Column:
     if isinstance(spec, str):
         spec = {"postgres": spec}
     if not isinstance(spec, dict) or set(spec) - {"postgres", "snowflake"} or "postgres" not in spec:
-        raise StarDeclarationError(f"{where}: expected '<type> [NOT NULL]' or {{postgres: ..., snowflake: ...}}")
+        raise StarDeclarationError(
+            f"{where}: expected '<type> [NOT NULL]' or {{postgres: ..., snowflake: ...}}"
+        )
     pg = _COLUMN.fullmatch(str(spec["postgres"]))
     pg_type = pg["type"] if pg else None
     if pg_type not in SNOWFLAKE_TYPES and not (pg_type and pg_type.startswith("numeric(")):
@@ -81,7 +83,9 @@ def _column(table: str, name: str, spec) -> Column:
         )
     sf = _SNOWFLAKE_COLUMN.fullmatch(str(spec["snowflake"])) if "snowflake" in spec else None
     if "snowflake" in spec and not sf:
-        raise StarDeclarationError(f"{where}: Snowflake type {spec['snowflake']!r} is not '<TYPE> [NOT NULL]'")
+        raise StarDeclarationError(
+            f"{where}: Snowflake type {spec['snowflake']!r} is not '<TYPE> [NOT NULL]'"
+        )
     return Column(
         name=name,
         type=pg_type,
@@ -107,9 +111,15 @@ def _table(name: str, spec) -> Table:
     names = {c.name for c in columns}
     key = tuple(spec.get("key") or ())
     primary_key = tuple(spec.get("primary_key") or key)
-    for what, cols in (("key", key), ("primary_key", primary_key), ("references", spec.get("references") or {})):
+    for what, cols in (
+        ("key", key),
+        ("primary_key", primary_key),
+        ("references", spec.get("references") or {}),
+    ):
         if missing := [c for c in cols if c not in names]:
-            raise StarDeclarationError(f"star.yml: {name}: {what} names column(s) {missing} it does not declare")
+            raise StarDeclarationError(
+                f"star.yml: {name}: {what} names column(s) {missing} it does not declare"
+            )
     if not key:
         raise StarDeclarationError(f"star.yml: {name}: no key")
     references = {}
@@ -177,6 +187,7 @@ MODEL_SOURCES = {
                                "payment_type_id", "paid", "payment_date", "company_ac_number",
                                "counterparty_ac_number"), ("fact_payment", "dim_date")),
 }  # fmt: skip
+
 
 def covered_keys(table: str, window_sql: str) -> str:
     """SQL: the keys of star table `table` that a window covers (`staging.<table>_window`, from
