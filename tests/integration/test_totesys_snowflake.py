@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from conftest import run_dag, task_states
 
-from conveyor import paths, snowflake
+from conveyor import paths
 from conveyor.config import ConfigError
 from conveyor.resources import Names
-from conveyor.totesys import extract, migrations, tables, warehouse, windows
+from conveyor.totesys import extract, migrations, tables, to_snowflake, warehouse, windows
 from conveyor.totesys.star import DIMENSIONS, FACTS, STAR
 from conveyor_local import fake_snowflake, totesys_data
 
@@ -187,12 +187,12 @@ def event(window: str, rows: dict, minute: int) -> SimpleNamespace:
 def test_the_windows_come_from_the_events_and_the_param_oldest_first():
     w0, w1, w2 = (windows.Window(T0 + i * STEP, T0 + (i + 1) * STEP).name for i in range(3))
     events = [event(w2, {"dim_staff": 2}, 3), event(w1, {"dim_staff": 1}, 1), event(w1, {"dim_staff": 5}, 2)]
-    found = snowflake.totesys_windows(events, w0)
+    found = to_snowflake.windows_to_load(events, w0)
     assert [w["name"] for w in found] == [w0, w1, w2]
     assert [w["rows"] for w in found] == [None, {"dim_staff": 5}, {"dim_staff": 2}]  # newest event's counts
     assert found[2]["partition"] == "2024/03/05/2009"
-    assert snowflake.totesys_windows([], None) == []
+    assert to_snowflake.windows_to_load([], None) == []
     with pytest.raises(ConfigError, match="not a totesys_etl window name: '2024-03-05'"):
-        snowflake.totesys_windows([], "2024-03-05")
+        to_snowflake.windows_to_load([], "2024-03-05")
     with pytest.raises(ConfigError, match="None"):
-        snowflake.totesys_windows([SimpleNamespace(extra={}, timestamp=0)])
+        to_snowflake.windows_to_load([SimpleNamespace(extra={}, timestamp=0)])
