@@ -142,6 +142,24 @@ def test_windows_load_the_postgres_star_row_for_row_and_a_rerun_changes_nothing(
     assert task_states(run)["load_window"] == ["skipped"]
 
 
+def test_merge_counts_are_reported_by_table_name_whatever_order_the_tables_load_in(star, monkeypatch):
+    """Each MERGE's counts are reported under its own table's name: with the tables loaded in the
+    reverse of star.yml's order (as a reordered declaration would), a first load into empty
+    tables still reports, for every table, the rows copied into it as the rows it inserted. (The
+    old merge_star.sql was zipped with the table list by position: a reordered statement
+    mislabelled every count after it.)"""
+    query, postgres_star = star
+    monkeypatch.setattr(to_snowflake, "STAR", tuple(reversed(STAR)))
+    run = run_dag("processed_to_snowflake", window=WINDOWS[0].name)
+    assert run.state == "success", task_states(run)
+    result = run.get_task_instance("load_window", map_index=0).xcom_pull(
+        task_ids="load_window", map_indexes=0
+    )
+    assert len({rows for rows in result["copied"].values()}) > 3, result["copied"]  # counts tell tables apart
+    assert {table: counts["inserted"] for table, counts in result["merged"].items()} == result["copied"]
+    assert list(result["merged"]) == list(reversed(STAR))
+
+
 def test_windows_out_of_order_give_the_same_tables(star):
     query, postgres_star = star
     load(1, 0)  # the older window's versions of the renamed and moved rows must not win
