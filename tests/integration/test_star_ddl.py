@@ -56,7 +56,9 @@ def expected_snowflake(tables: dict[str, star.Table]) -> dict:
         # Staging: what COPY reads from the window's file; every column but WINDOW_NAME, nullable.
         found[f"{name.upper()}_STAGING"] = {
             "columns": [
-                (c.name.upper(), number(c.snowflake_type), False) for c in t.columns if c.name != "window_name"
+                (c.name.upper(), number(c.snowflake_type), False)
+                for c in t.columns
+                if c.name != "window_name"
             ],
             "primary_key": (),
             "unique": [],
@@ -79,7 +81,10 @@ def differences(expected: dict, found: dict, ddl: str) -> list[str]:
         for column in got_columns.keys() - want_columns.keys():
             problems.append(f"{table}.{column}: made by {ddl}, not declared in star.yml")
         for column in want_columns.keys() & got_columns.keys():
-            (_, want_type, want_not_null), (_, got_type, got_not_null) = want_columns[column], got_columns[column]
+            (_, want_type, want_not_null), (_, got_type, got_not_null) = (
+                want_columns[column],
+                got_columns[column],
+            )
             if want_type != got_type:
                 problems.append(f"{table}.{column}: star.yml says {want_type}, {ddl} made {got_type}")
             if want_not_null != got_not_null:

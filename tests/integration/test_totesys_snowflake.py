@@ -148,14 +148,13 @@ def test_merge_counts_are_reported_by_table_name_whatever_order_the_tables_load_
     tables still reports, for every table, the rows copied into it as the rows it inserted. (The
     old merge_star.sql was zipped with the table list by position: a reordered statement
     mislabelled every count after it.)"""
-    query, postgres_star = star
     monkeypatch.setattr(to_snowflake, "STAR", tuple(reversed(STAR)))
     run = run_dag("processed_to_snowflake", window=WINDOWS[0].name)
     assert run.state == "success", task_states(run)
     result = run.get_task_instance("load_window", map_index=0).xcom_pull(
         task_ids="load_window", map_indexes=0
     )
-    assert len({rows for rows in result["copied"].values()}) > 3, result["copied"]  # counts tell tables apart
+    assert len(set(result["copied"].values())) > 3, result["copied"]  # the counts tell tables apart
     assert {table: counts["inserted"] for table, counts in result["merged"].items()} == result["copied"]
     assert list(result["merged"]) == list(reversed(STAR))
 
