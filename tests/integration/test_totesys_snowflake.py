@@ -10,9 +10,10 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from conftest import run_dag, task_states
 
-from conveyor import paths
+from conveyor import paths, snowflake
 from conveyor.config import ConfigError
 from conveyor.resources import Names
 from conveyor.totesys import extract, migrations, tables, to_snowflake, warehouse, windows
@@ -157,6 +158,34 @@ def test_merge_counts_are_reported_by_table_name_whatever_order_the_tables_load_
     assert len(set(result["copied"].values())) > 3, result["copied"]  # the counts tell tables apart
     assert {table: counts["inserted"] for table, counts in result["merged"].items()} == result["copied"]
     assert list(result["merged"]) == list(reversed(STAR))
+
+
+def test_a_window_whose_files_do_not_hold_what_it_exported_fails_naming_the_tables_and_merges_nothing(star):
+    """The processed event's row counts against what COPY loaded: a mismatch (files rewritten or
+    removed since the export) fails the window without a retry, before any merge."""
+    query, _ = star
+    window = to_snowflake.window_to_load(WINDOWS[0].name, rows={"dim_staff": 1, "fact_payment": 10**6})
+    names = snowflake.SnowflakeSettings().names(Names(), window=window["name"], partition=window["partition"])
+    with pytest.raises(AirflowFailException) as failed:
+        to_snowflake.load_window(snowflake.hook(), window, names)
+    message = str(failed.value)
+    assert (
+        f"window {WINDOWS[0].name}: the processed files do not hold the rows totesys_etl exported" in message
+    )
+    copied = {t: query(f"SELECT count(*) FROM CONVEYOR.TOTESYS.{t.upper()}_STAGING")[0][0] for t in STAR}
+    assert f"'dim_staff': ({copied['dim_staff']}, 1)" in message
+    assert f"'fact_payment': ({copied['fact_payment']}, 1000000)" in message
+    assert f"'dim_date': ({copied['dim_date']}, 0)" in message  # a table the event does not name: 0 rows
+    assert all(not query(f"SELECT * FROM CONVEYOR.TOTESYS.{t.upper()}") for t in STAR), "nothing merged"
+
+
+def test_the_copy_check_passes_when_the_counts_agree_and_when_no_event_gave_counts():
+    copied = dict.fromkeys(STAR, 0) | {"dim_staff": 3}
+    assert to_snowflake.copy_mismatch({"name": "w", "rows": {"dim_staff": 3}}, copied) is None
+    assert to_snowflake.copy_mismatch({"name": "w", "rows": None}, copied) is None  # the Param alone
+    assert "'dim_staff': (3, 2)" in to_snowflake.copy_mismatch(
+        {"name": "w", "rows": {"dim_staff": 2}}, copied
+    )
 
 
 def test_windows_out_of_order_give_the_same_tables(star):
