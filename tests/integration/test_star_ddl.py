@@ -148,9 +148,9 @@ def test_a_column_declared_but_not_migrated_fails_naming_it(migrated):
     a type changed in one place only)."""
     declaration = paths.sql_path(*star.DECLARATION).read_text()
     edited = declaration.replace(
-        "    phone: text NOT NULL\n", "    phone: text NOT NULL\n    phone_extension: text\n", 1
-    ).replace("    unit_price: numeric(10, 2) NOT NULL", "    unit_price: numeric(12, 2) NOT NULL", 1)
-    assert differences(expected_postgres(star.parse(edited)), migrated, "the migrations") == [
+        "      phone: text NOT NULL\n", "      phone: text NOT NULL\n      phone_extension: text\n", 1
+    ).replace("      unit_price: numeric(10, 2) NOT NULL", "      unit_price: numeric(12, 2) NOT NULL", 1)
+    assert differences(expected_postgres(star.parse(edited)[0]), migrated, "the migrations") == [
         "dim_location.phone_extension: declared in star.yml, not made by the migrations",
         "fact_sales_order.unit_price: star.yml says numeric(12, 2), the migrations made numeric(10, 2)",
     ]
@@ -201,9 +201,9 @@ def test_060_makes_the_declared_star_and_its_staging_tables_on_snowflake(snowfla
 def test_a_column_declared_but_not_in_060_fails_naming_it(snowflake_setup):
     declaration = paths.sql_path(*star.DECLARATION).read_text()
     edited = declaration.replace(
-        "    phone: text NOT NULL\n", "    phone: text NOT NULL\n    phone_extension: text\n", 1
+        "      phone: text NOT NULL\n", "      phone: text NOT NULL\n      phone_extension: text\n", 1
     )
-    assert differences(expected_snowflake(star.parse(edited)), snowflake_setup, SETUP_FILE) == [
+    assert differences(expected_snowflake(star.parse(edited)[0]), snowflake_setup, SETUP_FILE) == [
         f"DIM_LOCATION.PHONE_EXTENSION: declared in star.yml, not made by {SETUP_FILE}",
         f"DIM_LOCATION_STAGING.PHONE_EXTENSION: declared in star.yml, not made by {SETUP_FILE}",
     ]

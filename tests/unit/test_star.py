@@ -89,12 +89,14 @@ def test_each_merge_matches_on_the_declared_key_and_writes_every_declared_column
 def test_a_table_added_to_the_declaration_gets_its_merge_and_its_copy(tmp_path, monkeypatch):
     """One step, edit star.yml, then `make star`: the new table's MERGE is rendered and the COPY
     and staging clean-up list it (they loop over the declaration)."""
-    text = DECLARATION + (
-        "\ndim_region:\n  kind: dimension\n  key: [region_id]\n  merge: newest_version\n  columns:\n"
-        "    region_id: integer NOT NULL\n    region_name: text\n    window_name: text NOT NULL\n"
-        "    source_version: *source_version\n"
+    region = (
+        "  dim_region:\n    kind: dimension\n    built_from: [address]\n    key: [region_id]\n"
+        "    merge: newest_version\n    columns:\n      region_id: integer NOT NULL\n      region_name: text\n"
+        "      window_name: text NOT NULL\n      source_version: *source_version\n\n"
     )
-    tables = star.parse(text)
+    last = "\n# The ToteSys tables the star is built from"  # declared after the facts
+    tables, sources = star.parse(DECLARATION.replace(last, "\n" + region + last[1:], 1))
+    assert sources["address"][2] == ("dim_location", "dim_counterparty", "dim_region")
     assert list(tables)[8] == "dim_region", "dimensions come first"
     monkeypatch.setattr(star_sql, "TABLES", tables)
     star_sql.write(tmp_path)
@@ -107,15 +109,18 @@ def test_a_table_added_to_the_declaration_gets_its_merge_and_its_copy(tmp_path, 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (("  kind: dimension\n  key: [staff_id]", "  kind: dimension\n  key: [staf_id]"),
+        (("    key: [staff_id]", "    key: [staf_id]"),
          r"dim_staff: key names column\(s\) \['staf_id'\] it does not declare"),
-        (("    units_sold: integer NOT NULL", "    units_sold: int4 NOT NULL"),
+        (("      units_sold: integer NOT NULL", "      units_sold: int4 NOT NULL"),
          r"fact_sales_order.units_sold: Postgres type 'int4 NOT NULL' is not one the star uses"),
-        (("    sales_staff_id: dim_staff.staff_id", "    sales_staff_id: dim_staf.staff_id"),
+        (("      sales_staff_id: dim_staff.staff_id", "      sales_staff_id: dim_staf.staff_id"),
          r"fact_sales_order.sales_staff_id references dim_staf.staff_id, not a declared dimension column"),
-        (("  merge: insert_new", "  merge: upsert"), r"fact_\w+: merge is 'upsert'; one of"),
-        (("  kind: fact", "  kind: facts"), r"fact_\w+: kind is 'facts'; one of"),
-        (("  merge: keep_first", "  merge: keep_first\n  keys: [date_id]"), r"dim_date: unknown field\(s\) \['keys'\]"),
+        (("    merge: insert_new", "    merge: upsert"), r"fact_\w+: merge is 'upsert'; one of"),
+        (("    kind: fact", "    kind: facts"), r"fact_\w+: kind is 'facts'; one of"),
+        (("    merge: keep_first", "    merge: keep_first\n    keys: [date_id]"), r"dim_date: unknown field\(s\) \['keys'\]"),
+        (("    built_from: [address]\n", "    built_from: [adress]\n"), r"dim_location: built_from names \['adress'\], not in sources"),
+        (("  design:\n    primary_key", "  designs:\n    primary_key"), r"sources: designs builds no star table"),
+        (("\nsources:\n", "\nsource:\n"), r"exactly two mappings: tables and sources"),
     ],
 )  # fmt: skip
 def test_a_bad_declaration_is_refused_naming_the_table_and_what(edit, message):

@@ -1,7 +1,7 @@
 """The ToteSys star schema as the code sees it, read from its one declaration,
 include/sql/warehouse/star.yml: its tables and keys, what each fact references, how Snowflake
-merges a window into each table, and the ToteSys tables it is built from (checked against the
-table config before any extract).
+merges a window into each table, and the ToteSys tables it is built from (MODEL_SOURCES, checked
+against the table config before any extract).
 
 The tables themselves are made by include/sql/warehouse/migrations/ (Postgres) and
 include/sql/snowflake/setup/060_totesys_tables.sql (Snowflake) and filled by the model SQL beside
@@ -53,6 +53,7 @@ class Table:
     primary_key: tuple[str, ...]
     merge: str
     columns: tuple[Column, ...]
+    built_from: tuple[str, ...] = ()
     references: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
@@ -98,7 +99,7 @@ def _column(table: str, name: str, spec) -> Column:
 def _table(name: str, spec) -> Table:
     if not isinstance(spec, dict):
         raise StarDeclarationError(f"star.yml: {name} must be a mapping (kind, key, merge, columns)")
-    known = {"kind", "key", "primary_key", "merge", "references", "columns"}
+    known = {"kind", "built_from", "key", "primary_key", "merge", "references", "columns"}
     if unknown := sorted(set(spec) - known):
         raise StarDeclarationError(f"star.yml: {name}: unknown field(s) {unknown}; known: {sorted(known)}")
     if spec.get("kind") not in KINDS:
@@ -126,17 +127,44 @@ def _table(name: str, spec) -> Table:
     for column, target in (spec.get("references") or {}).items():
         dim, _, dim_column = str(target).partition(".")
         references[column] = (dim, dim_column)
-    return Table(name, spec["kind"], key, primary_key, spec["merge"], columns, references)
+    built_from = tuple(spec.get("built_from") or ())
+    if not built_from:
+        raise StarDeclarationError(f"star.yml: {name}: built_from names no ToteSys table")
+    return Table(name, spec["kind"], key, primary_key, spec["merge"], columns, built_from, references)
 
 
-def parse(text: str) -> dict[str, Table]:
-    """The tables star.yml declares, dimensions first, in its order (errors name what is wrong)."""
+def _sources(doc, tables: dict[str, Table]) -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    if not isinstance(doc, dict) or not doc:
+        raise StarDeclarationError(
+            "star.yml: sources must map each ToteSys table to its primary_key and columns"
+        )
+    sources = {}
+    for name, spec in doc.items():
+        if not isinstance(spec, dict) or set(spec) != {"primary_key", "columns"}:
+            raise StarDeclarationError(f"star.yml: sources: {name} must give exactly primary_key and columns")
+        feeds = tuple(t.name for t in tables.values() if name in t.built_from)
+        if not feeds:
+            raise StarDeclarationError(
+                f"star.yml: sources: {name} builds no star table (no table's built_from names it)"
+            )
+        sources[name] = (str(spec["primary_key"]), tuple(spec["columns"]), feeds)
+    for table in tables.values():
+        if unknown := [s for s in table.built_from if s not in sources]:
+            raise StarDeclarationError(f"star.yml: {table.name}: built_from names {unknown}, not in sources")
+    return sources
+
+
+def parse(text: str) -> tuple[dict[str, Table], dict]:
+    """The tables star.yml declares, dimensions first, in its order, and its sources as
+    MODEL_SOURCES holds them (errors name what is wrong)."""
     import yaml
 
     doc = yaml.safe_load(text)
-    if not isinstance(doc, dict) or not doc:
-        raise StarDeclarationError("star.yml must map each star table to its declaration")
-    tables = {name: _table(name, spec) for name, spec in doc.items()}
+    if not isinstance(doc, dict) or set(doc) != {"tables", "sources"}:
+        raise StarDeclarationError("star.yml must hold exactly two mappings: tables and sources")
+    if not isinstance(doc["tables"], dict) or not doc["tables"]:
+        raise StarDeclarationError("star.yml: tables must map each star table to its declaration")
+    tables = {name: _table(name, spec) for name, spec in doc["tables"].items()}
     for table in tables.values():
         for column, (dim, dim_column) in table.references.items():
             target = tables.get(dim)
@@ -144,15 +172,20 @@ def parse(text: str) -> dict[str, Table]:
                 raise StarDeclarationError(
                     f"star.yml: {table.name}.{column} references {dim}.{dim_column}, not a declared dimension column"
                 )
-    return {n: t for kind in KINDS for n, t in tables.items() if t.kind == kind}
+    tables = {n: t for kind in KINDS for n, t in tables.items() if t.kind == kind}
+    return tables, _sources(doc["sources"], tables)
 
 
-def load() -> dict[str, Table]:
-    """The star as include/sql/warehouse/star.yml declares it."""
+def load() -> tuple[dict[str, Table], dict]:
+    """The star as include/sql/warehouse/star.yml declares it: its tables, and its sources."""
     return parse(paths.sql_path(*DECLARATION).read_text())
 
 
-TABLES = load()
+# TABLES: each star table's declaration. MODEL_SOURCES: the ToteSys tables the star is built
+# from, {table: (primary_key, the columns its landing table holds (migrations/001), the star
+# tables built from it)}; the model orders their versions by MODEL_CURSOR.
+TABLES, MODEL_SOURCES = load()
+MODEL_CURSOR = "last_updated"
 DIMENSIONS = tuple(n for n, t in TABLES.items() if t.kind == "dimension")
 FACTS = tuple(n for n, t in TABLES.items() if t.kind == "fact")
 STAR = DIMENSIONS + FACTS
@@ -160,33 +193,6 @@ STAR = DIMENSIONS + FACTS
 STAR_KEYS = {n: t.key for n, t in TABLES.items()}
 # The dimension row each fact column must find (dates: dim_date).
 FACT_REFERENCES = {n: TABLES[n].references for n in FACTS}
-
-# The ToteSys tables the star is built from: their primary key, the columns their landing tables
-# hold (migrations/001), and what they feed. The model orders versions by MODEL_CURSOR.
-MODEL_CURSOR = "last_updated"
-MODEL_SOURCES = {
-    "address": ("address_id", ("address_line_1", "address_line_2", "district", "city", "postal_code",
-                               "country", "phone"), ("dim_location", "dim_counterparty")),
-    "department": ("department_id", ("department_name", "location", "manager"), ("dim_staff",)),
-    "staff": ("staff_id", ("first_name", "last_name", "department_id", "email_address"), ("dim_staff",)),
-    "currency": ("currency_id", ("currency_code",), ("dim_currency",)),
-    "design": ("design_id", ("design_name", "file_location", "file_name"), ("dim_design",)),
-    "counterparty": ("counterparty_id", ("counterparty_legal_name", "legal_address_id", "commercial_contact",
-                                         "delivery_contact"), ("dim_counterparty",)),
-    "payment_type": ("payment_type_id", ("payment_type_name",), ("dim_payment_type",)),
-    "sales_order": ("sales_order_id", ("design_id", "staff_id", "counterparty_id", "units_sold", "unit_price",
-                                       "currency_id", "agreed_delivery_date", "agreed_payment_date",
-                                       "agreed_delivery_location_id"), ("fact_sales_order", "dim_date")),
-    "purchase_order": ("purchase_order_id", ("staff_id", "counterparty_id", "item_code", "item_quantity",
-                                             "item_unit_price", "currency_id", "agreed_delivery_date",
-                                             "agreed_payment_date", "agreed_delivery_location_id"),
-                       ("fact_purchase_order", "dim_date")),
-    "transaction": ("transaction_id", ("transaction_type", "sales_order_id", "purchase_order_id"),
-                    ("dim_transaction",)),
-    "payment": ("payment_id", ("transaction_id", "counterparty_id", "payment_amount", "currency_id",
-                               "payment_type_id", "paid", "payment_date", "company_ac_number",
-                               "counterparty_ac_number"), ("fact_payment", "dim_date")),
-}  # fmt: skip
 
 
 def covered_keys(table: str, window_sql: str) -> str:
