@@ -16,7 +16,7 @@ CHECKOV := $(abspath $(TOOLS_VENV))/bin/checkov
 # Everything below runs with the project's virtualenv first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv lock demo test test-scheduler test-ui compose-up compose-down lint fmt bench services services-stop seed airflow package terraform-check clean
+.PHONY: help venv lock star demo test test-scheduler test-ui compose-up compose-down lint fmt bench services services-stop seed airflow package terraform-check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ venv: $(STAMP) ## Create .venv with the pinned versions (done by every target th
 
 lock: $(STAMP) ## Re-resolve .ci/constraints.txt after editing pyproject.toml/requirements.txt (MWAA_CONSTRAINTS=path to use a local copy)
 	$(BIN)/python .ci/lock.py
+
+star: $(STAMP) ## Render the Snowflake MERGE files from the star's declaration (include/sql/warehouse/star.yml)
+	@$(BIN)/python -m conveyor_local.star_sql
 
 services: $(STAMP) ## Start the local stack (moto + Postgres with Airflow's metadata), load missing sample data, write .local/env.sh
 	@$(BIN)/python -m conveyor_local start

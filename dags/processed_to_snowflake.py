@@ -6,7 +6,8 @@ schema, window by window. Runs each time `totesys_etl` updates the `processed` a
 window of the triggering events (and the `window` Param), `COPY INTO` one staging table per star
 table from the window's Parquet files in the processed stage
 (`<table>/YYYY/MM/DD/HHMM/<table>-<window>.parquet`, `MATCH_BY_COLUMN_NAME`), then a `MERGE` into
-the star tables with the rules of the Postgres model, then the staging rows go.
+the star tables with the rules of the Postgres model (one `MERGE` per table, rendered from the
+star's declaration, `include/sql/warehouse/star.yml`), then the staging rows go.
 
 * **Idempotent by window**: dimensions are upserted by key and the newest window wins (a late,
   older window changes nothing); `DIM_DATE` and the facts are inserted only when their key is
@@ -20,7 +21,8 @@ the star tables with the rules of the Postgres model, then the staging rows go.
 * COPY runs through the hook, not `CopyFromExternalStageToSnowflakeOperator`: the windows are
   known only at run time, each needs COPY x 11 → check → MERGE on the same staging tables in
   one task, and the operator returns no per-file row counts to check.
-* Needs `snowflake_setup` once. SQL: `include/sql/snowflake/totesys/`.
+* Needs `snowflake_setup` once. SQL: `include/sql/snowflake/totesys/` (`copy_window.sql`,
+  `merge/<table>.sql`, `clear_staging.sql`); the work: `conveyor.totesys.to_snowflake`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from conveyor.assets import PROCESSED
 from conveyor.config import ConfigError
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import names_from_variable
-from conveyor.totesys.warehouse import STAR
+from conveyor.totesys import to_snowflake
 
 DAG_ID = "processed_to_snowflake"
 
@@ -50,7 +52,7 @@ DAG_ID = "processed_to_snowflake"
         "window": Param(
             None,
             type=["null", "string"],
-            pattern=snowflake.TOTESYS_WINDOW_FORM,
+            pattern=to_snowflake.WINDOW_NAME_FORM,
             title="Window to load (a manual rerun)",
             description="A totesys_etl window name, e.g. 20240305T195900Z-20240305T200200Z.",
         ),
@@ -59,9 +61,10 @@ DAG_ID = "processed_to_snowflake"
 def processed_to_snowflake():
     @task
     def windows_to_load(triggering_asset_events=None, params=None) -> list[dict]:
+        """The windows of the triggering processed events and the window Param, oldest first."""
         events = triggering_asset_events.get(PROCESSED, []) if triggering_asset_events else []
         try:
-            windows = snowflake.totesys_windows(events, params["window"])
+            windows = to_snowflake.windows_to_load(events, params["window"])
         except ConfigError as exc:
             raise AirflowFailException(str(exc)) from exc  # retrying cannot fix a name
         print(f"windows to load: {[w['name'] for w in windows] or 'none'}")
@@ -69,32 +72,12 @@ def processed_to_snowflake():
 
     @task(map_index_template="{{ window_name }}", max_active_tis_per_dagrun=1)
     def load_window(window: dict) -> dict:
+        """COPY one window's files into staging, check the rows, MERGE them into the star."""
         name = get_current_context()["window_name"] = window["name"]
         names = snowflake.settings_from_variable().names(
             names_from_variable(), window=name, partition=window["partition"]
         )
-        hook = snowflake.hook()
-        report = snowflake.CopyReport.copy(hook, "totesys/copy_window.sql", names)
-        copied = {
-            table: sum(f["rows"] for f in report.loaded if f["file"].endswith(f"/{table}-{name}.parquet"))
-            for table in STAR
-        }
-        print(f"copied {len(report.loaded)} file(s), {report.rows} row(s): {copied}")
-        if window["rows"] is not None:  # the processed event's counts
-            wrong = {
-                t: (copied[t], window["rows"].get(t, 0))
-                for t in STAR
-                if copied[t] != window["rows"].get(t, 0)
-            }
-            if wrong:
-                raise AirflowFailException(
-                    f"window {name}: the processed files do not hold the rows totesys_etl exported "
-                    f"(table: (copied, exported)): {wrong}; nothing merged. Were the files rewritten or removed?"
-                )
-        results = snowflake.run_script(hook, snowflake.render("totesys/merge_star.sql", names))
-        merged = {table: snowflake.merge_counts(rows) for table, rows in zip(STAR, results, strict=False)}
-        print(f"merged: {merged}")
-        return {"window": name, "copied": copied, "merged": merged}
+        return to_snowflake.load_window(snowflake.hook(), window, names)
 
     load_window.expand(window=windows_to_load())
 

@@ -16,13 +16,10 @@ on MWAA, with the storage integration's role and Snowpipe's topics):
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.config import ConfigError
-from conveyor.keys import window_partition
 from conveyor.paths import include_dir
 from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, Names
 
@@ -131,6 +128,29 @@ def run_script(snowflake_hook, sql: str, parameters: dict | None = None) -> list
         sql, parameters=parameters, handler=fetch_all_handler, return_last=False, return_dictionaries=True
     )
     return [list(rows or []) for rows in (results or [])]
+
+
+def run_scripts(snowflake_hook, scripts: dict[str, str]) -> dict[str, list[list[dict]]]:
+    """Run several scripts' statements in order, in one transaction (as `run_script`); the rows
+    each statement returned, by script name (never by position across scripts)."""
+    from io import StringIO
+
+    from airflow.providers.common.sql.hooks.handlers import fetch_all_handler
+    from snowflake.connector.util_text import split_statements
+
+    owners, statements = [], []
+    for name, sql in scripts.items():
+        for statement, _ in split_statements(StringIO(sql)):
+            if statement:
+                owners.append(name)
+                statements.append(statement)
+    results = snowflake_hook.run(
+        statements, handler=fetch_all_handler, return_last=False, return_dictionaries=True
+    )
+    by_name = {name: [] for name in scripts}
+    for name, rows in zip(owners, results or [], strict=True):
+        by_name[name].append(list(rows or []))
+    return by_name
 
 
 def merge_counts(rows: list[dict]) -> dict:
@@ -262,36 +282,3 @@ def validation_errors(results: list[list[dict]]) -> list[dict]:
             row = {k.lower(): v for k, v in row.items()}
             errors.append({"file": row.get("file"), "line": row.get("line"), "error": row.get("error")})
     return errors
-
-
-# --- ToteSys windows (processed_to_snowflake) ---------------------------------------------------
-
-# A totesys_etl window's name: its start and end stamps, `-full` for a full snapshot.
-TOTESYS_WINDOW = re.compile(r"\d{8}T\d{6}Z-(?P<end>\d{8}T\d{6}Z)(?:-full)?")
-# The same, for the trigger form's JSON Schema (anchored; no Python-only named group).
-TOTESYS_WINDOW_FORM = r"^\d{8}T\d{6}Z-\d{8}T\d{6}Z(-full)?$"
-
-
-def totesys_window(name, rows: dict | None = None) -> dict:
-    """A window to load: its name, the partition its files are under (`YYYY/MM/DD/HHMM` of its
-    end) and, when a `processed` event named it, the rows it exported per star table."""
-    match = TOTESYS_WINDOW.fullmatch(name) if isinstance(name, str) else None
-    if not match:
-        raise ConfigError(
-            f"not a totesys_etl window name: {name!r} (expected <start>-<end>[-full], e.g. "
-            "20240305T195900Z-20240305T200200Z)"
-        )
-    end = datetime.strptime(match["end"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return {"name": name, "partition": window_partition(end), "rows": rows}
-
-
-def totesys_windows(events, param: str | None = None) -> list[dict]:
-    """The windows a run loads: each `processed` event's (extra {"window", "rows"}; the newest
-    event of a window gives its rows) and the `window` Param's, oldest end first."""
-    found = {}
-    for event in sorted(events, key=lambda e: e.timestamp):
-        extra = event.extra or {}
-        found[extra.get("window")] = totesys_window(extra.get("window"), extra.get("rows") or {})
-    if param and param not in found:
-        found[param] = totesys_window(param)
-    return sorted(found.values(), key=lambda w: (TOTESYS_WINDOW.fullmatch(w["name"])["end"], w["name"]))

@@ -10,12 +10,13 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from conftest import run_dag, task_states
 
 from conveyor import paths, snowflake
 from conveyor.config import ConfigError
 from conveyor.resources import Names
-from conveyor.totesys import extract, migrations, tables, warehouse, windows
+from conveyor.totesys import extract, migrations, tables, to_snowflake, warehouse, windows
 from conveyor.totesys.star import DIMENSIONS, FACTS, STAR
 from conveyor_local import fake_snowflake, totesys_data
 
@@ -142,6 +143,51 @@ def test_windows_load_the_postgres_star_row_for_row_and_a_rerun_changes_nothing(
     assert task_states(run)["load_window"] == ["skipped"]
 
 
+def test_merge_counts_are_reported_by_table_name_whatever_order_the_tables_load_in(star, monkeypatch):
+    """Each MERGE's counts are reported under its own table's name: with the tables loaded in the
+    reverse of star.yml's order (as a reordered declaration would), a first load into empty
+    tables still reports, for every table, the rows copied into it as the rows it inserted. (The
+    old merge_star.sql was zipped with the table list by position: a reordered statement
+    mislabelled every count after it.)"""
+    monkeypatch.setattr(to_snowflake, "STAR", tuple(reversed(STAR)))
+    run = run_dag("processed_to_snowflake", window=WINDOWS[0].name)
+    assert run.state == "success", task_states(run)
+    result = run.get_task_instance("load_window", map_index=0).xcom_pull(
+        task_ids="load_window", map_indexes=0
+    )
+    assert len(set(result["copied"].values())) > 3, result["copied"]  # the counts tell tables apart
+    assert {table: counts["inserted"] for table, counts in result["merged"].items()} == result["copied"]
+    assert list(result["merged"]) == list(reversed(STAR))
+
+
+def test_a_window_whose_files_do_not_hold_what_it_exported_fails_naming_the_tables_and_merges_nothing(star):
+    """The processed event's row counts against what COPY loaded: a mismatch (files rewritten or
+    removed since the export) fails the window without a retry, before any merge."""
+    query, _ = star
+    window = to_snowflake.window_to_load(WINDOWS[0].name, rows={"dim_staff": 1, "fact_payment": 10**6})
+    names = snowflake.SnowflakeSettings().names(Names(), window=window["name"], partition=window["partition"])
+    with pytest.raises(AirflowFailException) as failed:
+        to_snowflake.load_window(snowflake.hook(), window, names)
+    message = str(failed.value)
+    assert (
+        f"window {WINDOWS[0].name}: the processed files do not hold the rows totesys_etl exported" in message
+    )
+    copied = {t: query(f"SELECT count(*) FROM CONVEYOR.TOTESYS.{t.upper()}_STAGING")[0][0] for t in STAR}
+    assert f"'dim_staff': ({copied['dim_staff']}, 1)" in message
+    assert f"'fact_payment': ({copied['fact_payment']}, 1000000)" in message
+    assert f"'dim_date': ({copied['dim_date']}, 0)" in message  # a table the event does not name: 0 rows
+    assert all(not query(f"SELECT * FROM CONVEYOR.TOTESYS.{t.upper()}") for t in STAR), "nothing merged"
+
+
+def test_the_copy_check_passes_when_the_counts_agree_and_when_no_event_gave_counts():
+    copied = dict.fromkeys(STAR, 0) | {"dim_staff": 3}
+    assert to_snowflake.copy_mismatch({"name": "w", "rows": {"dim_staff": 3}}, copied) is None
+    assert to_snowflake.copy_mismatch({"name": "w", "rows": None}, copied) is None  # the Param alone
+    assert "'dim_staff': (3, 2)" in to_snowflake.copy_mismatch(
+        {"name": "w", "rows": {"dim_staff": 2}}, copied
+    )
+
+
 def test_windows_out_of_order_give_the_same_tables(star):
     query, postgres_star = star
     load(1, 0)  # the older window's versions of the renamed and moved rows must not win
@@ -187,12 +233,12 @@ def event(window: str, rows: dict, minute: int) -> SimpleNamespace:
 def test_the_windows_come_from_the_events_and_the_param_oldest_first():
     w0, w1, w2 = (windows.Window(T0 + i * STEP, T0 + (i + 1) * STEP).name for i in range(3))
     events = [event(w2, {"dim_staff": 2}, 3), event(w1, {"dim_staff": 1}, 1), event(w1, {"dim_staff": 5}, 2)]
-    found = snowflake.totesys_windows(events, w0)
+    found = to_snowflake.windows_to_load(events, w0)
     assert [w["name"] for w in found] == [w0, w1, w2]
     assert [w["rows"] for w in found] == [None, {"dim_staff": 5}, {"dim_staff": 2}]  # newest event's counts
     assert found[2]["partition"] == "2024/03/05/2009"
-    assert snowflake.totesys_windows([], None) == []
+    assert to_snowflake.windows_to_load([], None) == []
     with pytest.raises(ConfigError, match="not a totesys_etl window name: '2024-03-05'"):
-        snowflake.totesys_windows([], "2024-03-05")
+        to_snowflake.windows_to_load([], "2024-03-05")
     with pytest.raises(ConfigError, match="None"):
-        snowflake.totesys_windows([SimpleNamespace(extra={}, timestamp=0)])
+        to_snowflake.windows_to_load([SimpleNamespace(extra={}, timestamp=0)])

@@ -395,6 +395,14 @@ DEFECTS = {
         "dim_design",
         "dim_design_every_source_has_a_row",
     ),
+    # docs/star-schema.md's checklist: a dimension column migrated, but not in the dimension's
+    # source view and model SQL, fails the gate.
+    "a dimension column migrated but not modelled": (
+        0,
+        "ALTER TABLE dim_location ADD COLUMN phone_extension text",
+        "dim_location",
+        "dim_location_rows_match_source",
+    ),
     "a date with the wrong parts": (
         2,
         "UPDATE dim_date SET day_name = 'Caturday' WHERE date_id = '2024-04-05'",

@@ -14,6 +14,7 @@ from sqlglot import exp
 from conveyor import snowflake
 from conveyor.config import ConfigError
 from conveyor.resources import Names
+from conveyor.totesys.star import STAR
 
 SQL_DIR = snowflake.sql_dir()
 FILES = sorted(str(p.relative_to(SQL_DIR)) for p in SQL_DIR.rglob("*.sql"))
@@ -33,6 +34,7 @@ NAMES = SETTINGS.names(
     source="ANALYTICS.EVENTS.RAW_EVENTS_PENDING",
     window="20240305T195900Z-20240305T200200Z",
     partition="2024/03/05/2002",
+    star_tables=STAR,
 )
 
 

@@ -1,11 +1,13 @@
--- ToteSys: the star schema of the Postgres warehouse (include/sql/warehouse/schema.sql), loaded
--- window by window from the Parquet files totesys_etl exports to the processed bucket.
+-- ToteSys: the star schema of the Postgres warehouse, declared in include/sql/warehouse/star.yml
+-- (tests/integration/test_star_ddl.py checks these tables against it; a new column goes last, in
+-- the CREATE TABLE and an ALTER TABLE ... ADD COLUMN IF NOT EXISTS below: docs/star-schema.md),
+-- loaded window by window from the Parquet files totesys_etl exports to the processed bucket.
 -- WINDOW_NAME is the window whose export last wrote the row (as in Postgres); the facts keep the
 -- warehouse's record ids; a dimension's SOURCE_VERSION is the Postgres row's source_version, by
 -- which the MERGE keeps the newest (see include/sql/warehouse/migrations/002_window_coverage.sql);
 -- 32 digits hold its two microsecond timestamps. (Not NUMBER(38, 0), Snowflake's integer alias,
 -- which the local fake stores as a 64-bit integer.) Keys are declared, as Snowflake does, for documentation only: the
--- MERGEs in include/sql/snowflake/totesys/ keep them unique.
+-- MERGEs in include/sql/snowflake/totesys/merge/ keep them unique.
 CREATE TABLE IF NOT EXISTS {{ db }}.TOTESYS.DIM_DATE (
   DATE_ID DATE NOT NULL PRIMARY KEY,
   YEAR INTEGER NOT NULL,

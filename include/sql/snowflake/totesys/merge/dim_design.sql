@@ -1,0 +1,18 @@
+-- Generated from include/sql/warehouse/star.yml by `make star`: edit the declaration, not this file.
+-- dim_design: upserted by its key; a row is replaced only by one with a higher SOURCE_VERSION (the
+-- newest source versions win, as in Postgres), so a late, older window, or a repair of an old
+-- interval, never puts an older version in front of a newer one.
+-- Reads the staging table copy_window.sql fills; names besides the database: window (the
+-- window's name, written to WINDOW_NAME).
+MERGE INTO {{ db }}.TOTESYS.DIM_DESIGN AS t
+USING (
+  SELECT DESIGN_ID, DESIGN_NAME, FILE_LOCATION, FILE_NAME, SOURCE_VERSION, '{{ window }}' AS WINDOW_NAME
+  FROM {{ db }}.TOTESYS.DIM_DESIGN_STAGING
+) AS s
+ON t.DESIGN_ID = s.DESIGN_ID
+WHEN MATCHED AND s.SOURCE_VERSION > COALESCE(t.SOURCE_VERSION, -1) THEN UPDATE SET
+  DESIGN_NAME = s.DESIGN_NAME, FILE_LOCATION = s.FILE_LOCATION, FILE_NAME = s.FILE_NAME,
+  WINDOW_NAME = s.WINDOW_NAME, SOURCE_VERSION = s.SOURCE_VERSION
+WHEN NOT MATCHED THEN INSERT
+  (DESIGN_ID, DESIGN_NAME, FILE_LOCATION, FILE_NAME, WINDOW_NAME, SOURCE_VERSION)
+  VALUES (s.DESIGN_ID, s.DESIGN_NAME, s.FILE_LOCATION, s.FILE_NAME, s.WINDOW_NAME, s.SOURCE_VERSION);

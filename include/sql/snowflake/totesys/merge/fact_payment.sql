@@ -1,0 +1,21 @@
+-- Generated from include/sql/warehouse/star.yml by `make star`: edit the declaration, not this file.
+-- fact_payment: a row is one version of an order or payment, keyed by its id and last update: inserted
+-- only when its key is not there yet.
+-- Reads the staging table copy_window.sql fills; names besides the database: window (the
+-- window's name, written to WINDOW_NAME).
+MERGE INTO {{ db }}.TOTESYS.FACT_PAYMENT AS t
+USING (
+  SELECT PAYMENT_RECORD_ID, PAYMENT_ID, CREATED_DATE, CREATED_TIME, LAST_UPDATED_DATE, LAST_UPDATED_TIME,
+    TRANSACTION_ID, COUNTERPARTY_ID, PAYMENT_AMOUNT, CURRENCY_ID, PAYMENT_TYPE_ID, PAID, PAYMENT_DATE,
+    '{{ window }}' AS WINDOW_NAME
+  FROM {{ db }}.TOTESYS.FACT_PAYMENT_STAGING
+) AS s
+ON t.PAYMENT_ID = s.PAYMENT_ID
+  AND t.LAST_UPDATED_DATE = s.LAST_UPDATED_DATE AND t.LAST_UPDATED_TIME = s.LAST_UPDATED_TIME
+WHEN NOT MATCHED THEN INSERT
+  (PAYMENT_RECORD_ID, PAYMENT_ID, CREATED_DATE, CREATED_TIME, LAST_UPDATED_DATE, LAST_UPDATED_TIME,
+   TRANSACTION_ID, COUNTERPARTY_ID, PAYMENT_AMOUNT, CURRENCY_ID, PAYMENT_TYPE_ID, PAID, PAYMENT_DATE,
+   WINDOW_NAME)
+  VALUES (s.PAYMENT_RECORD_ID, s.PAYMENT_ID, s.CREATED_DATE, s.CREATED_TIME, s.LAST_UPDATED_DATE,
+          s.LAST_UPDATED_TIME, s.TRANSACTION_ID, s.COUNTERPARTY_ID, s.PAYMENT_AMOUNT, s.CURRENCY_ID,
+          s.PAYMENT_TYPE_ID, s.PAID, s.PAYMENT_DATE, s.WINDOW_NAME);
