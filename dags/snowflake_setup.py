@@ -61,18 +61,10 @@ def snowflake_setup():
     def apply_sql(params=None) -> list[dict]:
         """Render each file's names, run its statements in order; what ran, per file."""
         settings = snowflake.settings_from_variable()
+        integration, snowpipe = params["storage_integration"], params["snowpipe"]
+        snowflake.check_setup_settings(settings, integration=integration, snowpipe=snowpipe)
         names = settings.names(names_from_variable())
-        files = snowflake.setup_files(params["storage_integration"], params["snowpipe"])
-        if params["storage_integration"] and not (settings.storage_integration and settings.storage_role_arn):
-            raise ValueError(
-                f"storage_integration needs storage_integration and storage_role_arn in the Variable "
-                f"{snowflake.SNOWFLAKE_VARIABLE} (Terraform writes both into it; the role is its output snowflake_storage_integration_role_arn)"
-            )
-        if params["snowpipe"] and not {"curated", "stage"} <= set(settings.topics):
-            raise ValueError(
-                f"snowpipe needs the SNS topic ARNs in the Variable {snowflake.SNOWFLAKE_VARIABLE}: "
-                '"topics": {"curated": "<curated-events topic ARN>", "stage": "<stage-events topic ARN>"}'
-            )
+        files = snowflake.setup_files(integration, snowpipe)
         hook = snowflake.hook(params["snowflake_conn_id"])
         applied = []
         for name in files:

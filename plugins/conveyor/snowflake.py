@@ -19,11 +19,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from conveyor.config import ConfigError
 from conveyor.keys import window_partition
-from conveyor.paths import include_dir
+from conveyor.paths import sql_path
 from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, Names
 
 # What snowflake_setup applies, in order. The Snowpipe objects (file formats, pipes, streams,
@@ -91,21 +90,33 @@ def settings_from_variable() -> SnowflakeSettings:
     return SnowflakeSettings.from_json(Variable.get(SNOWFLAKE_VARIABLE, default=None))
 
 
-def sql_dir() -> Path:
-    return include_dir() / "sql" / "snowflake"
-
-
 def render(name: str, names: dict) -> str:
     """A `.sql` file of include/sql/snowflake with its names filled in (a missing name fails)."""
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(sql_dir())),
+        loader=jinja2.FileSystemLoader(str(sql_path("snowflake"))),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
     return env.get_template(name).render(**names)
+
+
+def check_setup_settings(settings: SnowflakeSettings, *, integration: bool, snowpipe: bool) -> None:
+    """Refuse, naming the keys to add to the Variable, settings that lack what the Params ask for:
+    the storage integration needs its name and role ARN, the Snowpipe path the two SNS topics."""
+    if integration and not (settings.storage_integration and settings.storage_role_arn):
+        raise ConfigError(
+            f"storage_integration needs storage_integration and storage_role_arn in the Variable "
+            f"{SNOWFLAKE_VARIABLE} (Terraform writes both into it; the role is its output "
+            "snowflake_storage_integration_role_arn)"
+        )
+    if snowpipe and not {"curated", "stage"} <= set(settings.topics):
+        raise ConfigError(
+            f"snowpipe needs the SNS topic ARNs in the Variable {SNOWFLAKE_VARIABLE}: "
+            '"topics": {"curated": "<curated-events topic ARN>", "stage": "<stage-events topic ARN>"}'
+        )
 
 
 def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:

@@ -11,11 +11,11 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from conveyor import snowflake
+from conveyor import paths, snowflake
 from conveyor.config import ConfigError
 from conveyor.resources import Names
 
-SQL_DIR = snowflake.sql_dir()
+SQL_DIR = paths.sql_path("snowflake")
 FILES = sorted(str(p.relative_to(SQL_DIR)) for p in SQL_DIR.rglob("*.sql"))
 SETTINGS = snowflake.SnowflakeSettings(
     database="ANALYTICS",
