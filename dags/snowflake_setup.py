@@ -23,12 +23,15 @@ Trigger it manually. Params:
 * **snowflake_conn_id**: the connection to run as (default `snowflake_default`, the loader role,
   which then owns the objects it creates).
 
+`render_sql` fills in the names and splits the files into statements; `apply_sql` (the provider's
+`SQLExecuteQueryOperator`) runs them in order: the Rendered Template view shows each statement.
 Names come from the Variable `conveyor_snowflake` (database, integration, role, warehouse, topic
 ARNs) and `conveyor_resource_prefix` (bucket names); the connection is `snowflake_default`.
 """
 
 from __future__ import annotations
 
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Param, dag, task
 
 from conveyor import snowflake
@@ -58,22 +61,24 @@ DAG_ID = "snowflake_setup"
 )
 def snowflake_setup():
     @task
-    def apply_sql(params=None) -> list[dict]:
-        """Render each file's names, run its statements in order; what ran, per file."""
+    def render_sql(params=None) -> list[str]:
+        """The files the Params ask for, with the Variable's names filled in: their statements."""
         settings = snowflake.settings_from_variable()
         integration, snowpipe = params["storage_integration"], params["snowpipe"]
         snowflake.check_setup_settings(settings, integration=integration, snowpipe=snowpipe)
-        names = settings.names(names_from_variable())
         files = snowflake.setup_files(integration, snowpipe)
-        hook = snowflake.hook(params["snowflake_conn_id"])
-        applied = []
-        for name in files:
-            results = snowflake.run_script(hook, snowflake.render(name, names))
-            applied.append({"file": name, "statements": len(results)})
-            print(f"{name}: {len(results)} statement(s)")
-        return applied
+        print(f"applying {', '.join(files)}")
+        return snowflake.statements(files, settings.names(names_from_variable()))
 
-    apply_sql()
+    # Every statement shows in the UI's Rendered Template view; the log has each as it runs.
+    SQLExecuteQueryOperator(
+        task_id="apply_sql",
+        doc_md="Run the rendered statements in order, as the chosen connection.",
+        conn_id="{{ params.snowflake_conn_id }}",
+        sql=render_sql(),
+        return_last=False,
+        show_return_value_in_logs=True,
+    )
 
 
 snowflake_setup()

@@ -127,6 +127,16 @@ def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:
     return [*SETUP_FILES, *(SNOWPIPE_FILES if snowpipe else ())]
 
 
+def statements(files: list[str], names: dict) -> list[str]:
+    """Each file rendered and split as `SnowflakeHook.run` splits a script: its statements, in order
+    (what `snowflake_setup` hands its `SQLExecuteQueryOperator`, so the UI shows each one)."""
+    from io import StringIO
+
+    from snowflake.connector.util_text import split_statements
+
+    return [sql for name in files for sql, _ in split_statements(StringIO(render(name, names))) if sql]
+
+
 def hook(conn_id: str = SNOWFLAKE_CONN_ID):
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 

@@ -271,3 +271,15 @@ def test_totesys_etl_is_wiring_that_reads_on_one_screen():
     assert upstream["plan_checks"] == {"model_facts", "plan_window"}
     assert upstream["declare_warehouse"] == {"export_star", "plan_window"}
     assert upstream["advance_watermark"] == {"declare_warehouse", "plan_window"}
+
+
+def test_snowflake_setup_runs_its_sql_through_the_provider_operator():
+    """The statements are the operator's `sql` (the UI's Rendered Template view shows them)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    [dag] = DagBag(dag_folder=str(DAGS / "snowflake_setup.py")).dags.values()
+    apply_sql = dag.get_task("apply_sql")
+    assert type(apply_sql).__name__ == "SQLExecuteQueryOperator"
+    assert apply_sql.conn_id == "{{ params.snowflake_conn_id }}"
+    assert isinstance(apply_sql.sql, PlainXComArg) and apply_sql.sql.operator.task_id == "render_sql"
