@@ -63,6 +63,7 @@ DAG_ID = "curated_to_snowflake"
 def curated_to_snowflake():
     @task
     def copy_raw_events(params=None) -> dict:
+        """COPY new curated files into EVENTS.RAW_EVENTS (or only validate, or skip for merge_only)."""
         names = snowflake.settings_from_variable().names(names_from_variable())
         hook = snowflake.hook()
         if params["validate_only"]:
@@ -82,6 +83,7 @@ def curated_to_snowflake():
 
     @task
     def merge_orders() -> dict:
+        """Flatten the order events loaded since the last merge into ORDERS and ORDER_ITEMS."""
         settings = snowflake.settings_from_variable()
         names = settings.names(names_from_variable(), source=f"{settings.database}.EVENTS.RAW_EVENTS_PENDING")
         merged = snowflake.merge_orders(snowflake.hook(), names)
@@ -90,6 +92,7 @@ def curated_to_snowflake():
 
     @task
     def check_loads(report: dict, ti=None) -> None:
+        """Fail the run naming each file that did not load and each order event rejected."""
         names = snowflake.settings_from_variable().names(names_from_variable())
         rejects = snowflake.claim_order_rejects(snowflake.hook(), names, by=snowflake.reporter(ti))
         snowflake.fail_on_failed_files(report, "curated", rejects)

@@ -40,7 +40,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from conveyor import alerts, config, intervals, paths
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.keys import utc_date
-from conveyor.nightly import ingest
+from conveyor.nightly import ingest, summary
 from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE, names_from_variable
 
 DAG_ID = "nightly_file_ingestion"
@@ -75,11 +75,10 @@ DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
 def nightly_file_ingestion():
     @task(retries=1)
     def load_datasets(params=None, ti=None, dag_run=None) -> list[dict]:
-        """Refuse a run without a data interval; read and validate the config, select the
-        requested datasets, check their buckets."""
-        with alerts.record_failure(ti, "run"):
+        """Read, validate and select the datasets to copy (a run without a data interval fails)."""
+        with summary.record_failure(ti, "run"):
             intervals.require_data_interval(dag_run)
-        with alerts.record_failure(ti, "config"):
+        with summary.record_failure(ti, "config"):
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
             try:
                 text, origin = config.config_text(
@@ -100,49 +99,36 @@ def nightly_file_ingestion():
     def copy_dataset(dataset: dict, dag_run=None, ti=None) -> dict:
         """Copy one dataset's objects to their dated keys; fails if any object failed."""
         get_current_context()["dataset_name"] = dataset["name"]
-        with alerts.record_failure(ti, dataset["name"]):
+        with summary.record_failure(ti, dataset["name"]):
             _, end = intervals.require_data_interval(dag_run)
             s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
             return ingest.ingest_dataset(s3, ingest.Dataset(**dataset), utc_date(end))
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def notify_run(dag_run=None, ti=None, data_interval_end=None) -> dict:
+    def notify_run(planned, results, dag_run=None, ti=None, data_interval_end=None) -> dict:
         """Publish one message for the run: per-dataset counts, or what failed and why."""
-        planned = alerts.as_list(ti.xcom_pull(task_ids="load_datasets"))
-        results = alerts.as_list(ti.xcom_pull(task_ids="copy_dataset"))
-        failures = alerts.as_list(ti.xcom_pull(task_ids="load_datasets", key=alerts.ERROR_XCOM_KEY))
-        failures += alerts.as_list(ti.xcom_pull(task_ids="copy_dataset", key=alerts.ERROR_XCOM_KEY))
-        accounted = {r["name"] for r in results} | {f["subject"] for f in failures}
-        failures += [
-            {"subject": d["name"], "error": "did not run (an upstream task failed)"}
-            for d in planned
-            if d["name"] not in accounted
-        ]
-        summary = alerts.build_summary(
+        message = summary.build_summary(
             dag_id=DAG_ID,
             run_id=dag_run.run_id,
-            # A run without a logical date has no date (load_datasets refused it).
-            run_date=utc_date(data_interval_end).isoformat() if data_interval_end else None,
+            interval_end=data_interval_end,  # None for a run without a logical date (refused)
+            planned=planned,
             results=results,
-            failures=failures,
+            recorded=summary.recorded_failures(ti),
         )
-        alerts.publish(summary, alerts.notifications_topic_arn())
-        return summary
+        alerts.publish(message, alerts.notifications_topic_arn())
+        return message
 
     # Its failure repeats what notify_run published and the failed task alerted: no alert of its own.
     @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=[])
-    def all_datasets_copied(ti=None) -> None:
+    def all_datasets_copied(message: dict | None) -> None:
         """Fail the run when any dataset failed or the notification could not be sent."""
-        summary = ti.xcom_pull(task_ids="notify_run")
-        if summary is None:
-            raise AirflowFailException("the run's notification was not published; see notify_run")
-        if summary["status"] != "succeeded":
-            failed = "; ".join(f"{f['subject']}: {f['error']}" for f in summary["failures"])
-            raise AirflowFailException(f"run failed (notification sent): {failed}")
+        if failed := summary.run_outcome(message):
+            raise AirflowFailException(failed)
 
-    copies = copy_dataset.expand(dataset=load_datasets())
-    # notify_run reports whatever happened upstream; the last task gives the run its state.
-    chain(copies, notify_run(), all_datasets_copied())
+    datasets = load_datasets()
+    copies = copy_dataset.expand(dataset=datasets)
+    message = notify_run(datasets, copies)  # reports whatever happened upstream
+    chain(datasets, copies, message, all_datasets_copied(message))  # the last gives the run its state
 
 
 nightly_file_ingestion()

@@ -56,6 +56,7 @@ DAG_ID = "retail_data_generator"
 def retail_data_generator():
     @task
     def write_inbound_files(params=None, dag_run=None) -> dict:
+        """Write random user and transaction files to the inbound bucket (same seed, same data)."""
         inbound = names_from_variable().bucket("inbound")
         fmt, seed = params["format"], params["seed"]
         stamp = dag_run.run_after.strftime("%Y%m%dT%H%M%SZ")

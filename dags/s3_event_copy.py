@@ -94,16 +94,19 @@ BUDGET = copier.Budget()
 def s3_event_copy():
     @task
     def raw_events_queue_url() -> str:
+        """The raw-events queue's URL, looked up by its name."""
         client = SqsHook(aws_conn_id=AWS_CONN_ID).get_conn()
         return client.get_queue_url(QueueName=names_from_variable().queue("raw-events"))["QueueUrl"]
 
     @task.branch
     def choose_source(params=None) -> str:
+        """Replay the keys the Param names, or wait for events on the queue."""
         return "replay_keys" if params.get("replay_keys") else "wait_for_events"
 
     queue_url = raw_events_queue_url()
     wait_for_events = EventQueueSensor(
         task_id="wait_for_events",
+        doc_md="Wait for the first S3 event on the raw-events queue (a quiet period skips the run).",
         sqs_queue=queue_url,
         # One long poll for one message wakes the run up (the sensor makes every one of
         # num_batches polls, each waiting out wait_time_seconds when the queue is empty);
@@ -119,7 +122,7 @@ def s3_event_copy():
 
     # Stopped well before the batch's hold on the queue (the visibility timeout) runs out.
     @task(outlets=[CURATED], execution_timeout=timedelta(seconds=COPY_EVENTS_TIMEOUT_S))
-    def copy_events(queue_url: str, ti=None, dag_run=None, outlet_events=None) -> dict:
+    def copy_events(queue_url: str, messages: list | None, dag_run=None, outlet_events=None) -> dict:
         """Copy what a bounded batch of messages names to curated; settle each message."""
         names = names_from_variable()
         day = utc_date(dag_run.run_after)  # continuous and manual runs may have no data interval
@@ -127,7 +130,7 @@ def s3_event_copy():
             S3Hook(aws_conn_id=AWS_CONN_ID).get_conn(),
             SqsHook(aws_conn_id=AWS_CONN_ID).get_conn(),
             queue_url,
-            ti.xcom_pull(task_ids="wait_for_events", key="messages") or [],
+            messages or [],
             names.bucket("curated"),
             day,
             budget=BUDGET,
@@ -156,7 +159,7 @@ def s3_event_copy():
         return result
 
     chain(queue_url, choose_source(), [wait_for_events, replay_keys()])
-    chain(wait_for_events, copy_events(queue_url))
+    chain(wait_for_events, copy_events(queue_url, wait_for_events.output["messages"]))
 
 
 s3_event_copy()

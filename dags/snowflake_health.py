@@ -47,6 +47,7 @@ CRON = "0 * * * *"
 def snowflake_health():
     @task
     def check(ti=None) -> dict:
+        """Check the Snowpipe path for the hour that ended; the alert to send (empty: healthy)."""
         context = get_current_context()
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         if start is None or end is None:  # a run created without a logical date: the hour before it
@@ -69,6 +70,7 @@ def snowflake_health():
 
     @task
     def alert(message: dict) -> str | None:
+        """Publish the alert on the notifications topic when there is one."""
         if not message:
             print("healthy: nothing to report")
             return None

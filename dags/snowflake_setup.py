@@ -23,12 +23,15 @@ Trigger it manually. Params:
 * **snowflake_conn_id**: the connection to run as (default `snowflake_default`, the loader role,
   which then owns the objects it creates).
 
+`render_sql` fills in the names and splits the files into statements; `apply_sql` (the provider's
+`SQLExecuteQueryOperator`) runs them in order: the Rendered Template view shows each statement.
 Names come from the Variable `conveyor_snowflake` (database, integration, role, warehouse, topic
 ARNs) and `conveyor_resource_prefix` (bucket names); the connection is `snowflake_default`.
 """
 
 from __future__ import annotations
 
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
 from airflow.sdk import Param, dag, task
 
 from conveyor import snowflake
@@ -58,30 +61,24 @@ DAG_ID = "snowflake_setup"
 )
 def snowflake_setup():
     @task
-    def apply_sql(params=None) -> list[dict]:
-        """Render each file's names, run its statements in order; what ran, per file."""
+    def render_sql(params=None) -> list[str]:
+        """The files the Params ask for, with the Variable's names filled in: their statements."""
         settings = snowflake.settings_from_variable()
-        names = settings.names(names_from_variable())
-        files = snowflake.setup_files(params["storage_integration"], params["snowpipe"])
-        if params["storage_integration"] and not (settings.storage_integration and settings.storage_role_arn):
-            raise ValueError(
-                f"storage_integration needs storage_integration and storage_role_arn in the Variable "
-                f"{snowflake.SNOWFLAKE_VARIABLE} (Terraform writes both into it; the role is its output snowflake_storage_integration_role_arn)"
-            )
-        if params["snowpipe"] and not {"curated", "stage"} <= set(settings.topics):
-            raise ValueError(
-                f"snowpipe needs the SNS topic ARNs in the Variable {snowflake.SNOWFLAKE_VARIABLE}: "
-                '"topics": {"curated": "<curated-events topic ARN>", "stage": "<stage-events topic ARN>"}'
-            )
-        hook = snowflake.hook(params["snowflake_conn_id"])
-        applied = []
-        for name in files:
-            results = snowflake.run_script(hook, snowflake.render(name, names))
-            applied.append({"file": name, "statements": len(results)})
-            print(f"{name}: {len(results)} statement(s)")
-        return applied
+        integration, snowpipe = params["storage_integration"], params["snowpipe"]
+        snowflake.check_setup_settings(settings, integration=integration, snowpipe=snowpipe)
+        files = snowflake.setup_files(integration, snowpipe)
+        print(f"applying {', '.join(files)}")
+        return snowflake.statements(files, settings.names(names_from_variable()))
 
-    apply_sql()
+    # Every statement shows in the UI's Rendered Template view; the log has each as it runs.
+    SQLExecuteQueryOperator(
+        task_id="apply_sql",
+        doc_md="Run the rendered statements in order, as the chosen connection.",
+        conn_id="{{ params.snowflake_conn_id }}",
+        sql=render_sql(),
+        return_last=False,
+        show_return_value_in_logs=True,
+    )
 
 
 snowflake_setup()

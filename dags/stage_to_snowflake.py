@@ -48,6 +48,7 @@ DAG_ID = "stage_to_snowflake"
 def stage_to_snowflake():
     @task
     def copy_stage_files(params=None) -> dict:
+        """COPY new stage files into the raw retail tables (nothing for merge_only)."""
         if params["merge_only"]:
             print("merge_only: nothing loaded; merging the raw rows newer than each target")
             return snowflake.CopyReport().to_dict()
@@ -58,6 +59,7 @@ def stage_to_snowflake():
 
     @task
     def merge_targets() -> dict:
+        """MERGE the raw rows newer than each target into RETAIL.USERS and RETAIL.TRANSACTIONS."""
         settings = snowflake.settings_from_variable()
         hook, merged = snowflake.hook(), {}
         for target in ("users", "transactions"):
@@ -70,6 +72,7 @@ def stage_to_snowflake():
 
     @task
     def check_loads(report: dict) -> None:
+        """Fail the run naming each stage file that did not load."""
         snowflake.fail_on_failed_files(report, "retail stage")
 
     report = copy_stage_files()

@@ -97,12 +97,12 @@ def model(dsn: str, window) -> None:
     import psycopg
 
     from conveyor import paths
-    from conveyor.totesys import star, warehouse
+    from conveyor.totesys import star
 
     with psycopg.connect(dsn) as conn:
         for group in (star.DIMENSIONS, star.FACTS):
-            for relative in warehouse.model_files(group):
-                conn.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
+            for relative in paths.sql_files("warehouse", group):
+                conn.execute(paths.sql_path(relative).read_text(), {"window": window.name})
             conn.commit()
 
 

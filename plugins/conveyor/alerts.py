@@ -1,5 +1,6 @@
 """Messages on the notifications SNS topic: a failure alert for every task that fails for good,
-and the run summaries some pipelines publish.
+and `publish` for the run-level messages some pipelines build (a nightly summary, a dead-letter
+alert).
 
 `FailureAlert` is the amazon provider's `SnsNotifier` with the message built from the failure's
 context (DAG, task, run, data interval, error, try number, log URL) and the topic resolved at run
@@ -10,14 +11,11 @@ the worker where the exception is known, once the task has no retries left.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
 from conveyor import resources
 
-ERROR_XCOM_KEY = "error"
 SUBJECT_LIMIT = 100  # SNS: at most 100 printable ASCII characters
 ERROR_LIMIT = 4000  # characters of the error kept in an alert
 
@@ -89,47 +87,11 @@ class FailureAlert(SnsNotifier):
         )
 
 
-# --- run summaries ------------------------------------------------------------------------------
-
-
-@contextmanager
-def record_failure(ti, subject: str) -> Iterator[None]:
-    """Push `{"subject", "error"}` to XCom `error` when the block raises, then re-raise."""
-    try:
-        yield
-    except Exception as exc:
-        ti.xcom_push(key=ERROR_XCOM_KEY, value={"subject": subject, "error": str(exc) or type(exc).__name__})
-        raise
-
-
-def as_list(pulled) -> list:
-    """XCom pulls over mapped tasks return one value bare and several as a list: always a list."""
-    if pulled is None:
-        return []
-    if isinstance(pulled, dict | str):
-        return [pulled]
-    return [value for value in pulled if value is not None]
-
-
-def build_summary(
-    *, dag_id: str, run_id: str, run_date: str, results: list[dict], failures: list[dict]
-) -> dict:
-    status = "failed" if failures else "succeeded"
-    return {
-        "dag_id": dag_id,
-        "run_id": run_id,
-        "date": run_date,
-        "status": status,
-        "datasets": sorted(results, key=lambda r: r["name"]),
-        "failures": failures,
-        "totals": {
-            "objects": sum(r["objects"] for r in results),
-            "bytes": sum(r["bytes"] for r in results),
-        },
-    }
+# --- run messages (nightly_file_ingestion's summary: conveyor.nightly.summary) -------------
 
 
 def subject_for(summary: dict) -> str:
+    """`[conveyor] <dag_id> <status> for <date, else run id>` (a message has those keys)."""
     # A run without a logical date has no date: its run id says which run it was.
     return _subject(
         f"[conveyor] {summary['dag_id']} {summary['status']} for {summary['date'] or summary['run_id']}"
@@ -137,7 +99,7 @@ def subject_for(summary: dict) -> str:
 
 
 def publish(summary: dict, topic_arn: str, aws_conn_id: str = resources.AWS_CONN_ID) -> str:
-    """Publish the summary as JSON; returns the SNS MessageId."""
+    """Publish a run's message as JSON; returns the SNS MessageId."""
     from airflow.providers.amazon.aws.hooks.sns import SnsHook
 
     return SnsHook(aws_conn_id=aws_conn_id).publish_to_target(

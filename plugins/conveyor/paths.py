@@ -26,5 +26,14 @@ def include_dir() -> Path:
     raise FileNotFoundError(f"no include/ folder found; looked in {[str(c) for c in candidates if c]}")
 
 
-def sql_path(engine: str, *names: str) -> Path:
-    return include_dir().joinpath("sql", engine, *names)
+def sql_path(*parts: str) -> Path:
+    """`include/sql/<parts>`: how every SQL file or folder is found, engine first
+    (`sql_path("warehouse", "dim_staff.sql")`); `sql_path()` is the SQL operators'
+    `template_searchpath`, so they name files the same way (`sql_files`)."""
+    return include_dir().joinpath("sql", *parts)
+
+
+def sql_files(engine: str, names) -> list[str]:
+    """`<engine>/<name>.sql` per name: what an SQL operator under `template_searchpath=[sql_path()]`
+    names as its `sql` (and `sql_path(*file.split("/"))` reads)."""
+    return [f"{engine}/{name}.sql" for name in names]

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from conveyor.config import ConfigError
-from conveyor.paths import include_dir
+from conveyor.paths import sql_path
 from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, Names
 
 # What snowflake_setup applies, in order. The Snowpipe objects (file formats, pipes, streams,
@@ -88,21 +87,33 @@ def settings_from_variable() -> SnowflakeSettings:
     return SnowflakeSettings.from_json(Variable.get(SNOWFLAKE_VARIABLE, default=None))
 
 
-def sql_dir() -> Path:
-    return include_dir() / "sql" / "snowflake"
-
-
 def render(name: str, names: dict) -> str:
     """A `.sql` file of include/sql/snowflake with its names filled in (a missing name fails)."""
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(sql_dir())),
+        loader=jinja2.FileSystemLoader(str(sql_path("snowflake"))),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
     return env.get_template(name).render(**names)
+
+
+def check_setup_settings(settings: SnowflakeSettings, *, integration: bool, snowpipe: bool) -> None:
+    """Refuse, naming the keys to add to the Variable, settings that lack what the Params ask for:
+    the storage integration needs its name and role ARN, the Snowpipe path the two SNS topics."""
+    if integration and not (settings.storage_integration and settings.storage_role_arn):
+        raise ConfigError(
+            f"storage_integration needs storage_integration and storage_role_arn in the Variable "
+            f"{SNOWFLAKE_VARIABLE} (Terraform writes both into it; the role is its output "
+            "snowflake_storage_integration_role_arn)"
+        )
+    if snowpipe and not {"curated", "stage"} <= set(settings.topics):
+        raise ConfigError(
+            f"snowpipe needs the SNS topic ARNs in the Variable {SNOWFLAKE_VARIABLE}: "
+            '"topics": {"curated": "<curated-events topic ARN>", "stage": "<stage-events topic ARN>"}'
+        )
 
 
 def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:
@@ -111,6 +122,16 @@ def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:
     if integration:
         return [INTEGRATION_FILE]
     return [*SETUP_FILES, *(SNOWPIPE_FILES if snowpipe else ())]
+
+
+def statements(files: list[str], names: dict) -> list[str]:
+    """Each file rendered and split as `SnowflakeHook.run` splits a script: its statements, in order
+    (what `snowflake_setup` hands its `SQLExecuteQueryOperator`, so the UI shows each one)."""
+    from io import StringIO
+
+    from snowflake.connector.util_text import split_statements
+
+    return [sql for name in files for sql, _ in split_statements(StringIO(render(name, names))) if sql]
 
 
 def hook(conn_id: str = SNOWFLAKE_CONN_ID):

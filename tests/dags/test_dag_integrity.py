@@ -203,3 +203,83 @@ def test_a_params_limits_are_stated_in_its_description(path):
                 assert f"{limit:,}" in (param.description or ""), (
                     f"{dag_id} Param {name!r}: its description does not state the limit {limit:,}"
                 )
+
+
+# --- DAG files are wiring (issue 17) -------------------------------------------------------------
+
+
+def _task_doc(task) -> str:
+    """The task's doc_md (a @task's docstring); a mapped @task's docstring, on its callable."""
+    doc = task.doc_md or task.doc or getattr(getattr(task, "python_callable", None), "__doc__", None)
+    return (doc or "").strip()
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_every_task_has_a_one_line_docstring(path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    [dag] = DagBag(dag_folder=str(path)).dags.values()
+    undocumented = {t.task_id: _task_doc(t) for t in dag.tasks if len(_task_doc(t).splitlines()) != 1}
+    assert not undocumented, f"{dag.dag_id}: tasks without a one-line docstring: {undocumented}"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_no_dag_pulls_an_xcom_by_task_id(path):
+    """Task outputs are passed as arguments (the edge shows in the graph), not pulled by id."""
+    source = path.read_text()
+    assert "xcom_pull(task_ids" not in source and "xcom_pull(" not in source.replace("def xcom_pull(", ""), (
+        f"{path.name} pulls an XCom by task id: pass the task's output instead"
+    )
+
+
+def test_totesys_etl_is_wiring_that_reads_on_one_screen():
+    """Task groups for its five stages, the model as two operators naming their SQL files, the
+    window's name a task output, the assets and the watermark in two tasks, under 200 lines."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    from conveyor import paths
+    from conveyor.totesys import star
+
+    path = DAGS / "totesys_etl.py"
+    assert len(path.read_text().splitlines()) < 200
+    [dag] = DagBag(dag_folder=str(path)).dags.values()
+    groups = {
+        group_id: sorted(child for child in group.children)
+        for group_id, group in dag.task_group.children.items()
+        if hasattr(group, "children")
+    }
+    assert groups == {
+        "extract": ["extract_table", "plan_window", "tables_to_extract", "write_manifest"],
+        "land": ["land_table", "prepare_warehouse"],
+        "model": ["model_dimensions", "model_facts"],
+        "gate": ["check_tables", "plan_checks"],
+        "export": ["advance_watermark", "declare_warehouse", "export_star"],
+    }
+    for task_id, tables in (("model_dimensions", star.DIMENSIONS), ("model_facts", star.FACTS)):
+        model = dag.get_task(task_id)
+        assert type(model).__name__ == "SQLExecuteQueryOperator"
+        # The DagBag has read the files it names (template_searchpath, then each name).
+        assert model.sql == [paths.sql_path(f"warehouse/{t}.sql").read_text() for t in tables]
+        assert dag.template_searchpath == [str(paths.sql_path())]
+        window = model.parameters["window"]
+        assert isinstance(window, PlainXComArg)
+        assert (window.operator.task_id, window.key) == ("plan_window", "name")
+    upstream = {t.task_id: set(t.upstream_task_ids) for t in dag.tasks}
+    assert upstream["model_facts"] == {"model_dimensions", "plan_window"}
+    assert upstream["check_tables"] == {"plan_checks"}
+    assert upstream["plan_checks"] == {"model_facts", "plan_window"}
+    assert upstream["declare_warehouse"] == {"export_star", "plan_window"}
+    assert upstream["advance_watermark"] == {"declare_warehouse", "plan_window"}
+
+
+def test_snowflake_setup_runs_its_sql_through_the_provider_operator():
+    """The statements are the operator's `sql` (the UI's Rendered Template view shows them)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    [dag] = DagBag(dag_folder=str(DAGS / "snowflake_setup.py")).dags.values()
+    apply_sql = dag.get_task("apply_sql")
+    assert type(apply_sql).__name__ == "SQLExecuteQueryOperator"
+    assert apply_sql.conn_id == "{{ params.snowflake_conn_id }}"
+    assert isinstance(apply_sql.sql, PlainXComArg) and apply_sql.sql.operator.task_id == "render_sql"

@@ -59,8 +59,8 @@ def build_window(source, warehouse_db, s3, window: windows.Window) -> None:
     for entry in entries:
         warehouse.land(warehouse_db, s3, INGESTION, entry, window)
     for group in (DIMENSIONS, FACTS):
-        for relative in warehouse.model_files(group):
-            warehouse_db.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
+        for relative in paths.sql_files("warehouse", group):
+            warehouse_db.execute(paths.sql_path(relative).read_text(), {"window": window.name})
         warehouse_db.commit()
     warehouse.export_all(warehouse_db, s3, PROCESSED, window)
 

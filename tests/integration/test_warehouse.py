@@ -141,8 +141,8 @@ class Pipeline:
         """The model SQL files as model_dimensions and model_facts run them: a transaction each."""
         with psycopg.connect(self.warehouse_dsn) as conn:
             for group in (star.DIMENSIONS, star.FACTS):
-                for relative in warehouse.model_files(group):
-                    conn.execute((paths.include_dir() / relative).read_text(), {"window": window.name})
+                for relative in paths.sql_files("warehouse", group):
+                    conn.execute(paths.sql_path(relative).read_text(), {"window": window.name})
                 conn.commit()
 
     def run(self, index: int) -> None:

@@ -11,12 +11,12 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from conveyor import snowflake
+from conveyor import paths, snowflake
 from conveyor.config import ConfigError
 from conveyor.resources import Names
 from conveyor.totesys.star import STAR
 
-SQL_DIR = snowflake.sql_dir()
+SQL_DIR = paths.sql_path("snowflake")
 FILES = sorted(str(p.relative_to(SQL_DIR)) for p in SQL_DIR.rglob("*.sql"))
 SETTINGS = snowflake.SnowflakeSettings(
     database="ANALYTICS",

@@ -28,7 +28,7 @@ from conveyor.totesys.star import DIMENSIONS, FACT_REFERENCES, FACTS, STAR_KEYS,
 def checks(table: str, window_sql: str) -> dict:
     """`SQLTableCheckOperator` arguments for `table`'s rows that the window covers.
 
-    `window_sql`: the window's name as an SQL literal (a Jinja template in the DAG)."""
+    `window_sql`: the window's name as an SQL literal."""
     if table in FACTS:
         return _fact_checks(table, window_sql)
     if table == "dim_date":
@@ -41,6 +41,11 @@ def checks(table: str, window_sql: str) -> dict:
 def all_checks(window_sql: str) -> list[dict]:
     """One set of arguments per star table (for `.expand_kwargs`)."""
     return [checks(table, window_sql) for table in (*DIMENSIONS, *FACTS)]
+
+
+def window_checks(window_name: str) -> list[dict]:
+    """`all_checks` for the window named `window_name` (a task's output), quoted as an SQL literal."""
+    return all_checks("'" + window_name.replace("'", "''") + "'")
 
 
 def _fact_checks(fact: str, window_sql: str) -> dict:

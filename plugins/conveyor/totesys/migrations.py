@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import re
 
-from conveyor import paths
+from conveyor import paths, postgres
+from conveyor.totesys import warehouse
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +73,16 @@ def migrate(conn) -> list[str]:
     for name in done:
         log.info("warehouse migration applied: %s", name)
     return done
+
+
+def prepare_warehouse(conn_id: str, statement_timeout) -> dict:
+    """What a run needs before it lands: the operators' sessions keep the statement timeout
+    (`postgres.SessionSettingsLost` if not: the connection must change), the migrations the
+    warehouse lacks (none, on most runs), ISO 4217 currency names refreshed."""
+    timeout = postgres.check_operator_sessions(conn_id, statement_timeout)
+    with postgres.connect(conn_id, statement_timeout) as conn:
+        return {
+            "migrations": migrate(conn),
+            "currency_names": warehouse.load_currency_names(conn),
+            "operator_statement_timeout": timeout,
+        }

@@ -10,10 +10,13 @@ compared with timestamp bounds would silently miss rows.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from conveyor.config import ConfigError, load_json
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "csv")
 CURSOR_TYPES = ("timestamp without time zone", "timestamp with time zone")
@@ -134,3 +137,38 @@ def catalog_columns(conn, spec: TableSpec, schema: str = "public") -> list[Colum
             "with timestamp bounds misses rows)"
         )
     return [live[c] for c in wanted]
+
+
+DEFAULT_CONFIG = "config/totesys_tables.json"  # under include/
+
+
+def config_text(s3) -> tuple[str, str]:
+    """The table config's text and where it came from: the Variable `totesys_tables_config`
+    (`s3://bucket/key`, or the JSON itself), else include/config/totesys_tables.json (in a task)."""
+    from airflow.sdk import Variable
+
+    from conveyor import config, paths
+    from conveyor.resources import TOTESYS_CONFIG_VARIABLE
+
+    return config.config_text(
+        s3,
+        default=paths.include_dir() / DEFAULT_CONFIG,
+        variable_name=TOTESYS_CONFIG_VARIABLE,
+        variable=Variable.get(TOTESYS_CONFIG_VARIABLE, default=None),
+    )
+
+
+def checked_specs(conn, text: str, origin: str) -> list[TableSpec]:
+    """The table config's specs, each checked against the live catalog (`conn`, the source) and
+    against what the star is built from (a table it extracts that the star does not model is logged).
+
+    Raises ConfigError naming the table and field (retrying cannot fix a config)."""
+    from conveyor.totesys import star
+
+    specs = parse_tables_config(text, origin=origin)
+    columns = {spec.name: [c.name for c in catalog_columns(conn, spec)] for spec in specs}
+    if problems := star.check_model_sources(specs, columns):
+        raise ConfigError(f"{origin}: {'; '.join(problems)}")
+    for extra in sorted(set(columns) - set(star.MODEL_SOURCES)):
+        log.info("table %r is extracted and landed; the star does not model it", extra)
+    return specs

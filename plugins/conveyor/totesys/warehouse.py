@@ -33,11 +33,6 @@ class LandingMismatch(RuntimeError):
     """COPY landed a different number of rows than the manifest says the window extracted."""
 
 
-def model_files(group: tuple[str, ...]) -> list[str]:
-    """The SQL files of a model group, relative to include/ (for SQLExecuteQueryOperator)."""
-    return [f"sql/warehouse/{name}.sql" for name in group]
-
-
 def load_currency_names(conn) -> int:
     """ISO 4217 code -> name into staging.iso_4217, from pycountry's maintained list."""
     import pycountry

@@ -16,11 +16,14 @@ watermark alone.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from conveyor.keys import window_partition, window_stamp
 from conveyor.s3 import s3_error_code
+
+log = logging.getLogger(__name__)
 
 SCHEDULED = "scheduled"
 
@@ -79,6 +82,29 @@ def run_window(
     return own
 
 
+def plan(
+    start: datetime,
+    end: datetime,
+    lag: timedelta,
+    *,
+    run_type: str,
+    watermark: datetime | None,
+    full_snapshot: bool,
+) -> Window:
+    """The window a run extracts (`run_window`), a full snapshot when asked for or when a scheduled
+    run finds no watermark: a deployment's first scheduled run needs every dimension row before
+    its first facts."""
+    first_scheduled = run_type == SCHEDULED and watermark is None
+    window = run_window(start, end, lag, run_type=run_type, watermark=watermark)
+    if first_scheduled and not full_snapshot:
+        log.info("the first scheduled run (no watermark yet): taking a full snapshot")
+    if window.widened_from:
+        log.info(
+            "scheduled run starts at the watermark %s (its own window: %s)", window.start, window.widened_from
+        )
+    return replace(window, full_snapshot=full_snapshot or first_scheduled)
+
+
 def data_key(table: str, window: Window, fmt: str) -> str:
     """`<table>/YYYY/MM/DD/HHMM/<table>-<start>-<end>.<fmt>` (partitioned by the window's end).
 
@@ -90,6 +116,29 @@ def data_key(table: str, window: Window, fmt: str) -> str:
 
 def manifest_key(window: Window) -> str:
     return f"_manifests/{window_partition(window.end)}/manifest-{window.name}.json"
+
+
+def write_manifest(
+    s3, bucket: str, window: Window, results: list[dict], *, dag_run, lag: timedelta
+) -> tuple[str, dict]:
+    """Put the run's manifest (what each table's extract of `window` produced, tables in name
+    order) at `manifest_key(window)`; a rerun rewrites the same key. Returns (key, manifest)."""
+    # Read mapped results once, by index: iterating asks for one past the end (an API server error).
+    results = [results[i] for i in range(len(results))]
+    manifest = {
+        "dag_id": dag_run.dag_id,
+        "run_id": dag_run.run_id,
+        "run_type": dag_run.run_type,
+        "data_interval": [dag_run.data_interval_start.isoformat(), dag_run.data_interval_end.isoformat()],
+        "window": [window.start.isoformat(), window.end.isoformat()],
+        "lag_seconds": lag.total_seconds(),
+        "tables": sorted(results, key=lambda r: r["table"]),
+    }
+    key = manifest_key(window)
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=json.dumps(manifest, indent=2).encode(), ContentType="application/json"
+    )
+    return key, manifest
 
 
 def watermark_key(dag_id: str) -> str:
