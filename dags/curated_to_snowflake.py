@@ -64,11 +64,11 @@ def curated_to_snowflake():
     @task
     def copy_raw_events(params=None) -> dict:
         """COPY new curated files into EVENTS.RAW_EVENTS (or only validate, or skip for merge_only)."""
-        names = snowflake.settings_from_variable().names(names_from_variable())
+        variables = snowflake.settings_from_variable().template_variables(names_from_variable())
         hook = snowflake.hook()
         if params["validate_only"]:
             errors = snowflake.validation_errors(
-                snowflake.run_script(hook, snowflake.render("events/validate_raw_events.sql", names))
+                snowflake.run_script(hook, snowflake.render("events/validate_raw_events.sql", variables))
             )
             for error in errors:
                 print(f"would fail: {error['file']} (line {error['line']}): {error['error']}")
@@ -77,7 +77,7 @@ def curated_to_snowflake():
         if params["merge_only"]:
             print("merge_only: nothing loaded; merging what RAW_EVENTS holds since the last merge")
             return snowflake.CopyReport().to_dict()
-        report = snowflake.CopyReport.copy(hook, "events/copy_raw_events.sql", names)
+        report = snowflake.CopyReport.copy(hook, "events/copy_raw_events.sql", variables)
         print(report.summary())
         return report.to_dict()
 
@@ -85,16 +85,18 @@ def curated_to_snowflake():
     def merge_orders() -> dict:
         """Flatten the order events loaded since the last merge into ORDERS and ORDER_ITEMS."""
         settings = snowflake.settings_from_variable()
-        names = settings.names(names_from_variable(), source=f"{settings.database}.EVENTS.RAW_EVENTS_PENDING")
-        merged = snowflake.merge_orders(snowflake.hook(), names)
+        variables = settings.template_variables(
+            names_from_variable(), source=f"{settings.database}.EVENTS.RAW_EVENTS_PENDING"
+        )
+        merged = snowflake.merge_orders(snowflake.hook(), variables)
         print(f"merged: {merged}")
         return merged
 
     @task
     def check_loads(report: dict, ti=None) -> None:
         """Fail the run naming each file that did not load and each order event rejected."""
-        names = snowflake.settings_from_variable().names(names_from_variable())
-        rejects = snowflake.claim_order_rejects(snowflake.hook(), names, by=snowflake.reporter(ti))
+        variables = snowflake.settings_from_variable().template_variables(names_from_variable())
+        rejects = snowflake.claim_order_rejects(snowflake.hook(), variables, by=snowflake.reporter(ti))
         snowflake.fail_on_failed_files(report, "curated", rejects)
 
     report = copy_raw_events()

@@ -74,10 +74,10 @@ def processed_to_snowflake():
     def load_window(window: dict) -> dict:
         """COPY one window's files into staging, check the rows, MERGE them into the star."""
         name = get_current_context()["window_name"] = window["name"]
-        names = snowflake.settings_from_variable().names(
+        variables = snowflake.settings_from_variable().template_variables(
             names_from_variable(), window=name, partition=window["partition"]
         )
-        return to_snowflake.load_window(snowflake.hook(), window, names)
+        return to_snowflake.load_window(snowflake.hook(), window, variables)
 
     load_window.expand(window=windows_to_load())
 

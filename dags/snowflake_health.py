@@ -53,14 +53,14 @@ def snowflake_health():
         if start is None or end is None:  # a run created without a logical date: the hour before it
             end = context["dag_run"].run_after
             start = end - timedelta(hours=1)
-        names = snowflake.settings_from_variable().names(names_from_variable())
+        variables = snowflake.settings_from_variable().template_variables(names_from_variable())
         hook = snowflake.hook()
 
         def run(name: str, parameters: dict | None = None) -> list[list[dict]]:
-            return snowflake.run_script(hook, snowflake.render(name, names), parameters)
+            return snowflake.run_script(hook, snowflake.render(name, variables), parameters)
 
         gathered = health.gather(run, start, end)
-        rejects = snowflake.claim_order_rejects(hook, names, by=snowflake.reporter(ti))
+        rejects = snowflake.claim_order_rejects(hook, variables, by=snowflake.reporter(ti))
         found = health.problems(gathered, rejects, at=end)
         for problem in found:
             print(problem.line())

@@ -23,7 +23,7 @@ Trigger it manually. Params:
 * **snowflake_conn_id**: the connection to run as (default `snowflake_default`, the loader role,
   which then owns the objects it creates).
 
-`render_sql` fills in the names and splits the files into statements; `apply_sql` (the provider's
+`render_sql` fills in the variables and splits the files into statements; `apply_sql` (the provider's
 `SQLExecuteQueryOperator`) runs them in order: the Rendered Template view shows each statement.
 Names come from the Variable `conveyor_snowflake` (database, integration, role, warehouse, topic
 ARNs) and `conveyor_resource_prefix` (bucket names); the connection is `snowflake_default`.
@@ -62,13 +62,13 @@ DAG_ID = "snowflake_setup"
 def snowflake_setup():
     @task
     def render_sql(params=None) -> list[str]:
-        """The files the Params ask for, with the Variable's names filled in: their statements."""
+        """The files the Params ask for, with the Variable's variables filled in: their statements."""
         settings = snowflake.settings_from_variable()
         integration, snowpipe = params["storage_integration"], params["snowpipe"]
         snowflake.check_setup_settings(settings, integration=integration, snowpipe=snowpipe)
         files = snowflake.setup_files(integration, snowpipe)
         print(f"applying {', '.join(files)}")
-        return snowflake.statements(files, settings.names(names_from_variable()))
+        return snowflake.statements(files, settings.template_variables(names_from_variable()))
 
     # Every statement shows in the UI's Rendered Template view; the log has each as it runs.
     SQLExecuteQueryOperator(

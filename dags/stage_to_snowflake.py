@@ -52,8 +52,8 @@ def stage_to_snowflake():
         if params["merge_only"]:
             print("merge_only: nothing loaded; merging the raw rows newer than each target")
             return snowflake.CopyReport().to_dict()
-        names = snowflake.settings_from_variable().names(names_from_variable())
-        report = snowflake.CopyReport.copy(snowflake.hook(), "retail/copy_stage_files.sql", names)
+        variables = snowflake.settings_from_variable().template_variables(names_from_variable())
+        report = snowflake.CopyReport.copy(snowflake.hook(), "retail/copy_stage_files.sql", variables)
         print(report.summary())
         return report.to_dict()
 
@@ -64,8 +64,8 @@ def stage_to_snowflake():
         hook, merged = snowflake.hook(), {}
         for target in ("users", "transactions"):
             source = f"{settings.database}.RETAIL.{target.upper()}_RAW_PENDING"
-            names = settings.names(names_from_variable(), source=source)
-            [rows] = snowflake.run_script(hook, snowflake.render(f"retail/merge_{target}.sql", names))
+            variables = settings.template_variables(names_from_variable(), source=source)
+            [rows] = snowflake.run_script(hook, snowflake.render(f"retail/merge_{target}.sql", variables))
             merged[target] = snowflake.merge_counts(rows)
         print(f"merged: {merged}")
         return merged

@@ -143,11 +143,11 @@ def apply_setup(connection) -> None:
     """What `snowflake_setup` creates with its default Params (the same files, in order), through
     a DB-API connection to the fake: `make services` and the tests start from it."""
     from conveyor import snowflake as sql
-    from conveyor.resources import Names
+    from conveyor.resources import ResourceNames
 
-    names = sql.SnowflakeSettings().names(Names())
+    variables = sql.SnowflakeSettings().template_variables(ResourceNames())
     for name in sql.setup_files():
-        for cursor in connection.execute_string(sql.render(name, names)):
+        for cursor in connection.execute_string(sql.render(name, variables)):
             cursor.fetchall()
 
 

@@ -10,7 +10,7 @@ import contextlib
 import json
 
 from conveyor import resources
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 
 # A local-only queue subscribed to the notifications topic, so the demo and the tests can read
 # the run summaries that people get by e-mail in AWS.
@@ -54,9 +54,9 @@ def _subscribe(sns, sqs, topic_arn: str, queue_url: str, queue_arn: str) -> None
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
 
 
-def provision(session, names: Names | None = None) -> dict:
+def provision(session, names: ResourceNames | None = None) -> dict:
     """Create every resource for `names` with a boto3 session; returns what `describe` prints."""
-    names = names or Names()
+    names = names or ResourceNames()
     region = session.region_name or resources.DEFAULT_REGION
     s3, sns, sqs = session.client("s3"), session.client("sns"), session.client("sqs")
 

@@ -84,7 +84,7 @@ VARIABLES = (
 
 
 @dataclass(frozen=True)
-class Names:
+class ResourceNames:
     """Resource names for one environment prefix."""
 
     prefix: str = DEFAULT_PREFIX
@@ -128,8 +128,8 @@ def _known(name: str, known, what: str) -> str:
     return name
 
 
-def names_from_variable() -> Names:
+def names_from_variable() -> ResourceNames:
     """Names for the prefix in the `conveyor_resource_prefix` Variable (call inside a task)."""
     from airflow.sdk import Variable
 
-    return Names(Variable.get(PREFIX_VARIABLE, default=DEFAULT_PREFIX))
+    return ResourceNames(Variable.get(PREFIX_VARIABLE, default=DEFAULT_PREFIX))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from conveyor.config import ConfigError
 from conveyor.paths import sql_path
-from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, Names
+from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, ResourceNames
 
 # What snowflake_setup applies, in order. The Snowpipe objects (file formats, pipes, streams,
 # tasks) only when asked: they load and merge without Airflow.
@@ -65,7 +65,7 @@ class SnowflakeSettings:
             raise ConfigError(f"{origin}: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
 
-    def names(self, resource_names: Names, **extra) -> dict:
+    def template_variables(self, resource_names: ResourceNames, **extra) -> dict:
         """What the SQL templates may use."""
         return {
             "db": self.database,
@@ -87,8 +87,8 @@ def settings_from_variable() -> SnowflakeSettings:
     return SnowflakeSettings.from_json(Variable.get(SNOWFLAKE_VARIABLE, default=None))
 
 
-def render(name: str, names: dict) -> str:
-    """A `.sql` file of include/sql/snowflake with its names filled in (a missing name fails)."""
+def render(name: str, variables: dict) -> str:
+    """A `.sql` file of include/sql/snowflake with its template variables filled in (a missing one fails)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -97,7 +97,7 @@ def render(name: str, names: dict) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    return env.get_template(name).render(**names)
+    return env.get_template(name).render(**variables)
 
 
 def check_setup_settings(settings: SnowflakeSettings, *, integration: bool, snowpipe: bool) -> None:
@@ -124,14 +124,14 @@ def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:
     return [*SETUP_FILES, *(SNOWPIPE_FILES if snowpipe else ())]
 
 
-def statements(files: list[str], names: dict) -> list[str]:
+def statements(files: list[str], variables: dict) -> list[str]:
     """Each file rendered and split as `SnowflakeHook.run` splits a script: its statements, in order
     (what `snowflake_setup` hands its `SQLExecuteQueryOperator`, so the UI shows each one)."""
     from io import StringIO
 
     from snowflake.connector.util_text import split_statements
 
-    return [sql for name in files for sql, _ in split_statements(StringIO(render(name, names))) if sql]
+    return [sql for name in files for sql, _ in split_statements(StringIO(render(name, variables))) if sql]
 
 
 def hook(conn_id: str = SNOWFLAKE_CONN_ID):
@@ -224,9 +224,9 @@ class CopyReport:
         )
 
     @classmethod
-    def copy(cls, snowflake_hook, name: str, names: dict) -> CopyReport:
+    def copy(cls, snowflake_hook, name: str, variables: dict) -> CopyReport:
         """Run the COPY statements of a `.sql` file; what they loaded and what failed, per file."""
-        return cls.from_results(run_script(snowflake_hook, render(name, names)))
+        return cls.from_results(run_script(snowflake_hook, render(name, variables)))
 
     def failure_message(self, what: str) -> str | None:
         """A message naming every file that did not load, or None when all did."""
@@ -257,10 +257,10 @@ def fail_on_failed_files(report: dict, what: str, rejects: list[dict] = ()) -> N
 ORDER_MERGE_STATEMENTS = ("rejected", "orders", "order_items", "lines_removed", "watermark")
 
 
-def merge_orders(snowflake_hook, names: dict) -> dict:
-    """Flatten the pending order events (`names["source"]`); the count of each statement's rows
+def merge_orders(snowflake_hook, variables: dict) -> dict:
+    """Flatten the pending order events (`variables["source"]`); the count of each statement's rows
     ({"rejected": {"inserted": n}, "orders": {"inserted", "updated"}, ...})."""
-    results = run_script(snowflake_hook, render("events/merge_orders.sql", names))
+    results = run_script(snowflake_hook, render("events/merge_orders.sql", variables))
     return {what: merge_counts(rows) for what, rows in zip(ORDER_MERGE_STATEMENTS, results, strict=True)}
 
 
@@ -270,10 +270,12 @@ def reporter(ti) -> str:
     return f"{ti.dag_id}.{ti.task_id} {ti.run_id} try {ti.try_number}"
 
 
-def claim_order_rejects(snowflake_hook, names: dict, by: str) -> list[dict]:
+def claim_order_rejects(snowflake_hook, variables: dict, by: str) -> list[dict]:
     """The order events the merges rejected that nobody reported yet, now claimed by `by`, as
     {file, row, reason} (oldest load first). Each is returned to one reporter, once."""
-    results = run_script(snowflake_hook, render("events/claim_order_rejects.sql", names), {"reporter": by})
+    results = run_script(
+        snowflake_hook, render("events/claim_order_rejects.sql", variables), {"reporter": by}
+    )
     return [
         {"file": row["FILE_NAME"], "row": row["FILE_ROW_NUMBER"], "reason": row["REASON"]}
         for row in (results[-1] if results else [])

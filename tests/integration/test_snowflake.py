@@ -19,14 +19,14 @@ from conftest import read_messages, run_dag, task_states
 from snowflake.connector.errors import ProgrammingError
 
 from conveyor import snowflake
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 from conveyor.retail import generator
 from conveyor_local import fake_snowflake
 from conveyor_local.provision import NOTIFICATIONS_INBOX
 
 pytestmark = pytest.mark.integration
 
-CURATED, STAGE = Names().bucket("curated"), Names().bucket("stage")
+CURATED, STAGE = ResourceNames().bucket("curated"), ResourceNames().bucket("stage")
 
 
 def order(order_id: int, total: str, items: list[tuple[str, int, str]], **extra) -> dict:
@@ -375,8 +375,8 @@ def test_the_fake_refuses_what_snowflake_refuses_for_declared_types(snowflake_db
         Key="transactions/long.csv",
         Body=f"{header}\n{row.format(n=2, currency='EURO')}\n".encode(),
     )
-    names = snowflake.SnowflakeSettings().names(Names())
-    report = snowflake.CopyReport.copy(snowflake.hook(), "retail/copy_stage_files.sql", names)
+    variables = snowflake.SnowflakeSettings().template_variables(ResourceNames())
+    report = snowflake.CopyReport.copy(snowflake.hook(), "retail/copy_stage_files.sql", variables)
     assert [f["file"].rsplit("/", 1)[-1] for f in report.loaded] == ["ok.csv"]
     assert [f["file"].rsplit("/", 1)[-1] for f in report.failed] == ["long.csv"]
     assert "too long" in report.failed[0]["error"]
@@ -440,8 +440,10 @@ def test_the_task_merge_and_the_airflow_merge_give_the_same_target(snowflake_db)
         "CREATE TABLE CONVEYOR.RETAIL.TRANSACTIONS_RAW_STREAM AS SELECT * FROM CONVEYOR.RETAIL.TRANSACTIONS_RAW"
     )
     query("DELETE FROM CONVEYOR.RETAIL.TRANSACTIONS")
-    names = snowflake.SnowflakeSettings().names(Names(), source="CONVEYOR.RETAIL.TRANSACTIONS_RAW_STREAM")
-    query(snowflake.render("retail/merge_transactions.sql", names))
+    variables = snowflake.SnowflakeSettings().template_variables(
+        ResourceNames(), source="CONVEYOR.RETAIL.TRANSACTIONS_RAW_STREAM"
+    )
+    query(snowflake.render("retail/merge_transactions.sql", variables))
     assert query("SELECT * FROM CONVEYOR.RETAIL.TRANSACTIONS ORDER BY transaction_id") == airflow_target
     assert len(airflow_target) == 20
 
@@ -465,8 +467,10 @@ def test_the_order_task_merges_like_airflow_and_does_not_fail_on_bad_rows(snowfl
     query("CREATE TABLE CONVEYOR.EVENTS.RAW_EVENTS_STREAM AS SELECT * FROM CONVEYOR.EVENTS.RAW_EVENTS")
     for table in ("ORDERS", "ORDER_ITEMS", "ORDER_REJECTS", "MERGE_WATERMARKS"):
         query(f"DELETE FROM CONVEYOR.EVENTS.{table}")
-    names = snowflake.SnowflakeSettings().names(Names(), source="CONVEYOR.EVENTS.RAW_EVENTS_STREAM")
-    merged = snowflake.merge_orders(snowflake.hook(), names)
+    variables = snowflake.SnowflakeSettings().template_variables(
+        ResourceNames(), source="CONVEYOR.EVENTS.RAW_EVENTS_STREAM"
+    )
+    merged = snowflake.merge_orders(snowflake.hook(), variables)
     assert merged["rejected"] == {"inserted": 1} and merged["orders"]["inserted"] == 2
     assert {t: query(f"SELECT * FROM CONVEYOR.EVENTS.{t} ORDER BY 1, 2") for t in airflow} == airflow
     assert query("SELECT reason, reported_by FROM CONVEYOR.EVENTS.ORDER_REJECTS") == [
@@ -525,9 +529,9 @@ def test_snowflake_health_publishes_one_alert_naming_what_is_wrong(snowflake_db,
     aws = moto_server
     # The Snowpipe task's merge (no Airflow load reports anything) rejected an order event.
     put_lines(s3, CURATED, "events/orders/p.json", [order(1, "1.00", []), order(2, "n/a", [])])
-    names = snowflake.SnowflakeSettings().names(Names())
-    snowflake.CopyReport.copy(snowflake.hook(), "events/copy_raw_events.sql", names)
-    snowflake.merge_orders(snowflake.hook(), {**names, "source": "CONVEYOR.EVENTS.RAW_EVENTS"})
+    variables = snowflake.SnowflakeSettings().template_variables(ResourceNames())
+    snowflake.CopyReport.copy(snowflake.hook(), "events/copy_raw_events.sql", variables)
+    snowflake.merge_orders(snowflake.hook(), {**variables, "source": "CONVEYOR.EVENTS.RAW_EVENTS"})
 
     asked = []
     unhealthy = {
@@ -577,7 +581,7 @@ def test_snowflake_health_publishes_one_alert_naming_what_is_wrong(snowflake_db,
 
     def answer_what_fakesnow_cannot_run(hook, sql, parameters=None):
         for name, rows in answers.items():
-            if sql == snowflake.render(name, names):
+            if sql == snowflake.render(name, variables):
                 asked.append((name, parameters))
                 return rows
         return run_script(hook, sql, parameters)
@@ -629,8 +633,8 @@ def test_merge_only_merges_the_rows_no_merge_read_and_loads_nothing(snowflake_db
     nothing (the pipe's files are not the Airflow COPY's to load)."""
     query, s3 = snowflake_db
     put_lines(s3, CURATED, "events/orders/piped.json", [order(1, "1.00", [("A", 1, "1.00")])])
-    names = snowflake.SnowflakeSettings().names(Names())
-    snowflake.CopyReport.copy(snowflake.hook(), "events/copy_raw_events.sql", names)  # the pipe's load
+    variables = snowflake.SnowflakeSettings().template_variables(ResourceNames())
+    snowflake.CopyReport.copy(snowflake.hook(), "events/copy_raw_events.sql", variables)  # the pipe's load
     put_lines(s3, CURATED, "events/orders/not-yet-piped.json", [order(2, "2.00", [])])
 
     run = run_dag("curated_to_snowflake", merge_only=True)

@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 from conveyor import paths, snowflake
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 from conveyor.totesys import migrations, star
 from conveyor_local import fake_snowflake
 
@@ -176,7 +176,7 @@ def snowflake_star(cursor) -> dict:
     for table, columns in keys.items():
         found[table]["primary_key"] = tuple(c for _, c in sorted(columns))
     # The fake lists no UNIQUE keys: read them from 060 itself.
-    text = snowflake.render(SETUP_FILE, snowflake.SnowflakeSettings().names(Names()))
+    text = snowflake.render(SETUP_FILE, snowflake.SnowflakeSettings().template_variables(ResourceNames()))
     for statement in sqlglot.parse(text, read="snowflake"):
         if isinstance(statement, exp.Create) and statement.kind == "TABLE":
             table = statement.this.this.name.upper()

@@ -15,14 +15,14 @@ from conftest import run_dag, task_states
 
 from conveyor import paths, snowflake
 from conveyor.config import ConfigError
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 from conveyor.totesys import extract, migrations, tables, to_snowflake, warehouse, windows
 from conveyor.totesys.star import DIMENSIONS, FACTS, STAR
 from conveyor_local import fake_snowflake, totesys_data
 
 pytestmark = pytest.mark.integration
 
-INGESTION, PROCESSED = Names().bucket("ingestion"), Names().bucket("processed")
+INGESTION, PROCESSED = ResourceNames().bucket("ingestion"), ResourceNames().bucket("processed")
 T0 = datetime(2024, 3, 5, 20, 0, tzinfo=UTC)
 STEP = timedelta(minutes=3)
 # A full snapshot, then a delta: new orders and payments, department 1 renamed (its staff change
@@ -165,9 +165,11 @@ def test_a_window_whose_files_do_not_hold_what_it_exported_fails_naming_the_tabl
     removed since the export) fails the window without a retry, before any merge."""
     query, _ = star
     window = to_snowflake.window_to_load(WINDOWS[0].name, rows={"dim_staff": 1, "fact_payment": 10**6})
-    names = snowflake.SnowflakeSettings().names(Names(), window=window["name"], partition=window["partition"])
+    variables = snowflake.SnowflakeSettings().template_variables(
+        ResourceNames(), window=window["name"], partition=window["partition"]
+    )
     with pytest.raises(AirflowFailException) as failed:
-        to_snowflake.load_window(snowflake.hook(), window, names)
+        to_snowflake.load_window(snowflake.hook(), window, variables)
     message = str(failed.value)
     assert (
         f"window {WINDOWS[0].name}: the processed files do not hold the rows totesys_etl exported" in message

@@ -170,12 +170,12 @@ def test_targets_outside_events_and_their_source_are_accepted(entry):
 
 
 def test_the_events_check_uses_the_environments_bucket_names():
-    from conveyor.resources import Names
+    from conveyor.resources import ResourceNames
 
     entry = _target(target_bucket="conveyor-prod-raw", target_prefix="events")
     assert len(ingestion.parse_config(config(entry))) == 1  # not this environment's raw bucket
     with pytest.raises(ConfigError, match="inside events/ of the raw bucket"):
-        ingestion.parse_config(config(entry), names=Names("conveyor-prod"))
+        ingestion.parse_config(config(entry), names=ResourceNames("conveyor-prod"))
 
 
 def test_select_datasets():

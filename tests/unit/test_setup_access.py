@@ -12,7 +12,7 @@ import hcl2
 from hcl2 import SerializationOptions
 
 from conveyor import resources
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
@@ -42,7 +42,7 @@ def test_every_snowflake_connection_the_docs_name_is_one_the_secrets_backend_fin
     # The backend as MWAA runs it (lookup pattern as modules/secrets builds it), the secret filled
     # as the docs say: the admin connection is found, so snowflake_setup can run as it.
     pattern = "^(" + "|".join(sorted([*defaults["secret_connection_ids"], resources.AWS_CONN_ID])) + ")$"
-    names = Names("conveyor-prod")
+    names = ResourceNames("conveyor-prod")
     backend = SecretsManagerBackend(
         connections_prefix=names.connections_secret_prefix,
         variables_prefix=names.variables_secret_prefix,

@@ -20,12 +20,12 @@ from sqlglot import exp
 
 from conveyor import snowflake
 from conveyor import snowflake_health as health
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 
 AT = datetime(2024, 3, 5, 12, 0, tzinfo=UTC)
 NAMES = snowflake.SnowflakeSettings(
     database="ANALYTICS", task_warehouse="CONVEYOR_WH", loader_role="LOADER"
-).names(Names("conveyor-dev"))
+).template_variables(ResourceNames("conveyor-dev"))
 
 # SYSTEM$PIPE_STATUS's JSON (documented fields).
 PIPE_RUNNING = {

@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from conveyor import paths, snowflake
 from conveyor.config import ConfigError
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 from conveyor.totesys.star import STAR
 
 SQL_DIR = paths.sql_path("snowflake")
@@ -29,8 +29,8 @@ SETTINGS = snowflake.SnowflakeSettings(
         "stage": "arn:aws:sns:eu-west-2:123456789012:conveyor-dev-stage-events",
     },
 )
-NAMES = SETTINGS.names(
-    Names("conveyor-dev"),
+TEMPLATE_VARIABLES = SETTINGS.template_variables(
+    ResourceNames("conveyor-dev"),
     source="ANALYTICS.EVENTS.RAW_EVENTS_PENDING",
     window="20240305T195900Z-20240305T200200Z",
     partition="2024/03/05/2002",
@@ -43,7 +43,7 @@ BOUND = re.compile(r"%\((\w+)\)s")
 
 
 def statements(name: str) -> list[exp.Expr]:
-    text = BOUND.sub(lambda m: f"'<{m.group(1)}>'", snowflake.render(name, NAMES))
+    text = BOUND.sub(lambda m: f"'<{m.group(1)}>'", snowflake.render(name, TEMPLATE_VARIABLES))
     return [e for e in sqlglot.parse(text, read="snowflake") if e is not None]
 
 
@@ -77,7 +77,7 @@ def table_name(statement: exp.Expr) -> str:
 def test_every_file_renders_and_parses(name):
     parsed = statements(name)
     assert parsed, f"{name}: no statements"
-    text = snowflake.render(name, NAMES)
+    text = snowflake.render(name, TEMPLATE_VARIABLES)
     assert "{{" not in text and "{%" not in text
     if name.startswith(("setup/", "events/", "retail/", "totesys/")) and name != snowflake.INTEGRATION_FILE:
         # What the fake runs, sqlglot understands fully (no fallback to an opaque Command).
@@ -92,7 +92,7 @@ def test_setup_applies_the_integration_alone_or_the_objects_with_snowpipe_when_a
 
 def test_a_missing_name_fails_instead_of_rendering_empty():
     with pytest.raises(Exception, match="source"):
-        snowflake.render("events/merge_orders.sql", SETTINGS.names(Names()))
+        snowflake.render("events/merge_orders.sql", SETTINGS.template_variables(ResourceNames()))
 
 
 def test_every_setup_object_is_rerunnable_and_qualified():
@@ -105,13 +105,15 @@ def test_every_setup_object_is_rerunnable_and_qualified():
 
 
 def test_stages_point_at_the_buckets_through_the_integration():
-    text = snowflake.render("setup/030_stages.sql", NAMES)
+    text = snowflake.render("setup/030_stages.sql", TEMPLATE_VARIABLES)
     for bucket in ("conveyor-dev-curated", "conveyor-dev-stage", "conveyor-dev-processed"):
         assert f"URL = 's3://{bucket}/" in text
     assert text.count("STORAGE_INTEGRATION = CONVEYOR_S3") == 3
-    local = snowflake.render("setup/030_stages.sql", snowflake.SnowflakeSettings().names(Names()))
+    local = snowflake.render(
+        "setup/030_stages.sql", snowflake.SnowflakeSettings().template_variables(ResourceNames())
+    )
     assert "STORAGE_INTEGRATION" not in local  # the local fake reads S3 without one
-    integration = snowflake.render("setup/020_storage_integration.sql", NAMES)
+    integration = snowflake.render("setup/020_storage_integration.sql", TEMPLATE_VARIABLES)
     locations = "('s3://conveyor-dev-curated/', 's3://conveyor-dev-stage/', 's3://conveyor-dev-processed/')"
     # Created once (its external id is in the trust policy); the ALTER keeps its locations current.
     assert integration.count(f"STORAGE_ALLOWED_LOCATIONS = {locations}") == 2
@@ -154,7 +156,7 @@ def test_merges_write_tables_the_setup_creates():
 def test_the_order_merge_types_every_field_with_try_casts():
     """A plain cast of a bad value raises on a real account (and the run fails on that row
     forever): every cast of the document in the order merge is a TRY_CAST to the column's type."""
-    text = snowflake.render("events/merge_orders.sql", NAMES)
+    text = snowflake.render("events/merge_orders.sql", TEMPLATE_VARIABLES)
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
     plain = re.findall(r"(?<!TRY_)CAST\(|::(?!VARCHAR\b|TIMESTAMP_NTZ\b)\w+", body)
     assert plain == [], plain
@@ -206,14 +208,14 @@ def test_streams_watch_raw_tables_and_tasks_merge_them_with_the_airflow_merge():
         "ANALYTICS.RETAIL.TRANSACTIONS_RAW",
     }
 
-    tasks = snowflake.render("snowpipe/140_tasks.sql", NAMES)
+    tasks = snowflake.render("snowpipe/140_tasks.sql", TEMPLATE_VARIABLES)
     for merge_file, stream in (
         ("events/merge_orders.sql", "ANALYTICS.EVENTS.RAW_EVENTS_STREAM"),
         ("retail/merge_users.sql", "ANALYTICS.RETAIL.USERS_RAW_STREAM"),
         ("retail/merge_transactions.sql", "ANALYTICS.RETAIL.TRANSACTIONS_RAW_STREAM"),
     ):
         assert f"SYSTEM$STREAM_HAS_DATA('{stream}')" in tasks
-        body = snowflake.render(merge_file, {**NAMES, "source": stream})
+        body = snowflake.render(merge_file, {**TEMPLATE_VARIABLES, "source": stream})
         # The task runs exactly the Airflow merge file, every statement, reading the stream.
         assert " ".join(body.split()) in " ".join(tasks.split()), merge_file
     order_task = tasks.split("CREATE OR REPLACE TASK")[1]

@@ -15,7 +15,7 @@ import pytest
 from hcl2 import SerializationOptions
 
 from conveyor import resources
-from conveyor.resources import Names
+from conveyor.resources import ResourceNames
 
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "terraform"
@@ -230,7 +230,7 @@ def test_bucket_names_agree():
     assert set(access) == set(resources.BUCKETS), "Terraform's buckets differ from resources.BUCKETS"
     assert root()["module"]["storage"]["bucket_kinds"] == "${keys(local.bucket_access)}"
     template = resource(child("storage"), "aws_s3_bucket.this")["bucket"]
-    names = Names(name_prefix_for("prod"))
+    names = ResourceNames(name_prefix_for("prod"))
     for kind in resources.BUCKETS:
         assert render(template, var_name_prefix=names.prefix, each_key=kind) == names.bucket(kind)
 
@@ -238,7 +238,7 @@ def test_bucket_names_agree():
 def test_topic_and_queue_names_agree():
     events = child("events")
     assert root()["locals"]["topic_kinds"] == list(resources.TOPICS)
-    names = Names(name_prefix_for("dev"))
+    names = ResourceNames(name_prefix_for("dev"))
     topic = resource(events, "aws_sns_topic.this")
     assert topic["for_each"] == "${toset(var.topic_kinds)}"
     for kind in resources.TOPICS:
@@ -265,7 +265,7 @@ def test_bucket_notifications_agree():
 
 def test_secret_names_agree():
     secrets = child("secrets")
-    names = Names(name_prefix_for("prod"))
+    names = ResourceNames(name_prefix_for("prod"))
     assert secrets["locals"]["connections_prefix"] == "${var.name_prefix}/connections"
     assert secrets["locals"]["variables_prefix"] == "${var.name_prefix}/variables"
     assert (
@@ -302,7 +302,7 @@ def test_secrets_backend_finds_the_secrets_terraform_creates(aws):
     connection and a Variable stored under the names Terraform creates (moto Secrets Manager)."""
     from airflow.providers.amazon.aws.secrets.secrets_manager import SecretsManagerBackend
 
-    names = Names("conveyor-prod")
+    names = ResourceNames("conveyor-prod")
     kwargs = child("mwaa")["locals"]["secrets_backend_kwargs"]
     assert kwargs == {
         "connections_prefix": "${var.secrets_connections_prefix}",

@@ -26,7 +26,7 @@ from datetime import date
 
 from conveyor.config import PERMANENT_S3_ERRORS, ConfigError, load_json
 from conveyor.keys import day_partition
-from conveyor.resources import BUCKET_NOTIFICATIONS, Names
+from conveyor.resources import BUCKET_NOTIFICATIONS, ResourceNames
 from conveyor.s3 import CopyRequest, copy_objects, list_objects, s3_error_code
 
 FIELDS = ("name", "source_bucket", "source_prefix", "target_bucket", "target_prefix")
@@ -56,7 +56,7 @@ def _clean_prefix(value: str) -> str:
     return value.strip("/")
 
 
-def parse_config(text: str, origin: str = "config", names: Names | None = None) -> list[Dataset]:
+def parse_config(text: str, origin: str = "config", names: ResourceNames | None = None) -> list[Dataset]:
     """Validate the config's JSON text; every problem names the dataset and the field.
 
     `names`: the environment's resource names (`resources.names_from_variable()` in a task), to
@@ -111,7 +111,7 @@ def parse_config(text: str, origin: str = "config", names: Names | None = None) 
     duplicated = sorted({n for n in given if given.count(n) > 1})
     if duplicated:
         raise ConfigError(f"{origin}: dataset name(s) used more than once: {', '.join(duplicated)}")
-    check_targets(datasets, names or Names(), origin)
+    check_targets(datasets, names or ResourceNames(), origin)
     return datasets
 
 
@@ -130,7 +130,7 @@ def _overlap(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
 
-def check_targets(datasets: list[Dataset], names: Names, origin: str = "config") -> None:
+def check_targets(datasets: list[Dataset], names: ResourceNames, origin: str = "config") -> None:
     """Refuse a target whose copies would be announced downstream, or read again as a source."""
     notified = {
         names.bucket(kind): (kind, topic, prefixes)

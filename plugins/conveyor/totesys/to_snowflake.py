@@ -82,21 +82,21 @@ def copy_mismatch(window: dict, copied: dict[str, int]) -> str | None:
     )
 
 
-def load_window(snowflake_hook, window: dict, names: dict) -> dict:
+def load_window(snowflake_hook, window: dict, variables: dict) -> dict:
     """COPY one window's files into staging, check them against its export, MERGE them into the
-    star and empty staging. `names`: the SQL templates' names with the window's (window,
+    star and empty staging. `variables`: the SQL templates' variables with the window's (window,
     partition). Returns {"window", "copied": {table: rows}, "merged": {table: {inserted, updated}}}.
     A mismatch fails without retrying (the files will not change) and merges nothing."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    names = {**names, "star_tables": STAR}
-    report = snowflake.CopyReport.copy(snowflake_hook, COPY_FILE, names)
+    variables = {**variables, "star_tables": STAR}
+    report = snowflake.CopyReport.copy(snowflake_hook, COPY_FILE, variables)
     copied = copied_rows(report, window["name"])
     print(f"copied {len(report.loaded)} file(s), {report.rows} row(s): {copied}")
     if problem := copy_mismatch(window, copied):
         raise AirflowFailException(problem)
-    scripts = {table: snowflake.render(merge_file(table), names) for table in STAR}
-    scripts[CLEAR_STAGING_FILE] = snowflake.render(CLEAR_STAGING_FILE, names)
+    scripts = {table: snowflake.render(merge_file(table), variables) for table in STAR}
+    scripts[CLEAR_STAGING_FILE] = snowflake.render(CLEAR_STAGING_FILE, variables)
     results = snowflake.run_scripts(snowflake_hook, scripts)
     if odd := {merge_file(t): len(results[t]) for t in STAR if len(results[t]) != 1}:
         raise RuntimeError(
