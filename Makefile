@@ -45,7 +45,7 @@ lock: $(STAMP) ## Re-resolve .ci/constraints.txt after editing pyproject.toml/re
 star: $(STAMP) ## Render the Snowflake MERGE files from the star's declaration (include/sql/warehouse/star.yml)
 	@$(BIN)/python -m conveyor_local.star_sql
 
-services: $(STAMP) ## Start the local stack (moto + Postgres with Airflow's metadata), load missing sample data, write .local/env.sh
+services: $(STAMP) ## Start the local stack (moto, a fake Snowflake, Postgres with Airflow's metadata), load missing sample data, write .local/env.sh
 	@$(BIN)/python -m conveyor_local start
 
 services-stop: ## Stop what `make services` and `make airflow` started (Postgres data and ports survive)
@@ -54,7 +54,7 @@ services-stop: ## Stop what `make services` and `make airflow` started (Postgres
 seed: services ## Put the sample data back as it was (source bucket files, the ToteSys database)
 	@$(BIN)/python -m conveyor_local seed
 
-airflow: services ## Start Airflow on the local stack (api-server, scheduler, dag-processor, triggerer); prints the URL and login
+airflow: services ## Start Airflow on the local stack (api-server, scheduler, dag-processor, triggerer); on port 8080 (CONVEYOR_AIRFLOW_PORT moves it); prints the URL and login
 	@$(BIN)/python -m conveyor_local airflow
 
 demo: services ## Set up, start the stack, run the pipelines through Airflow, print what landed where
