@@ -1,0 +1,354 @@
+"""Schema drift: a ToteSys table that changed shape is detected before the extract, and handled by
+a stated policy.
+
+1. **Detect** (`source_schema`, `compare`): each configured table's live catalog (column, type as
+   Postgres formats it, nullability, primary key) against the schema the warehouse last accepted
+   for it (`staging.source_schemas`, migrations/003). Changes per column: added, dropped, retyped
+   (old → new), nullability; per table: primary key.
+2. **Decide** (`decide`): each change gets an action from the table's policy (the tables config's
+   `drift` field, over DEFAULT_POLICY): `carry` (the landing table follows it, the run goes on) or
+   `fail` (the run stops before anything lands, naming table.column, old → new, and what to do).
+   Some changes only ever fail: a dropped column a star model uses, an incompatible retype, a
+   changed primary key, a dropped or retyped cursor.
+3. **Apply** (`reconcile`): in the warehouse, in one transaction under one lock: the carried
+   ALTERs on `staging.<table>_landed` (and its newest-version view), each change in
+   `staging.schema_changes`, and the accepted schema in `staging.source_schemas`.
+
+Why the warehouse keeps the reference schema, not the watermark's manifest: the extract always
+reads the live catalog, whatever window a run covers, so the schema that matters is the one the
+landing tables were last made to hold, which is ordered by when runs applied it, not by window.
+The watermark moves only for scheduled runs and only forward by window: a backfill or a manual run
+that carried an added column would leave it behind, and a cleared old run would compare against a
+newer window's schema. Kept beside the landing tables and written in the same transaction as the
+ALTERs, the reference can never disagree with what the warehouse holds (a restore brings both
+back together), and two runs that check at once take turns: the second finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+from conveyor.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+CARRY, FAIL = "carry", "fail"
+# Change kinds a table's `drift` policy may set, and what each does unless it says otherwise.
+DEFAULT_POLICY = {
+    "added": CARRY,  # the landing table gains the column; the star is unchanged
+    "dropped": CARRY,  # a column no star model uses: absent from then on, with a warning
+    "widened": CARRY,  # int → bigint, numeric/varchar bigger, timestamp → timestamptz
+    "narrowed": FAIL,  # the landing column is wider than the source's new type
+    "nullability": CARRY,  # NOT NULL dropped: the landing column drops it too
+}
+ACTIONS = (CARRY, FAIL)
+STEP = "docs/runbook.md, 'totesys_etl stopped on a schema change'"
+
+
+class SchemaDriftError(RuntimeError):
+    """A change the policy does not carry: the run stops before anything lands."""
+
+
+# --- the live catalog ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    type: str  # format_type(): 'integer', 'numeric(10,2)', 'character varying(20)', ...
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class SourceSchema:
+    table: str
+    columns: tuple[SourceColumn, ...]
+    primary_key: tuple[str, ...] = ()
+
+    def column(self, name: str) -> SourceColumn | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def to_dict(self) -> dict:
+        return {
+            "table": self.table,
+            "columns": [[c.name, c.type, c.nullable] for c in self.columns],
+            "primary_key": list(self.primary_key),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SourceSchema:
+        return cls(d["table"], tuple(SourceColumn(*c) for c in d["columns"]), tuple(d["primary_key"]))
+
+
+def source_schema(conn, spec, schema: str = "public") -> SourceSchema:
+    """The table's columns as the live catalog has them (only the configured ones, when the config
+    lists columns), their exact types and nullability, and its primary key."""
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, "
+        "coalesce(a.attnum = ANY (i.indkey), false) "
+        "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (schema, spec.name),
+    ).fetchall()
+    if not rows:
+        raise ConfigError(f"table {spec.name!r}: no such table in schema {schema!r}")
+    wanted = set(spec.columns) if spec.columns else None
+    return SourceSchema(
+        spec.name,
+        tuple(SourceColumn(n, t, nullable) for n, t, nullable, _ in rows if wanted is None or n in wanted),
+        tuple(n for n, _, _, pk in rows if pk),
+    )
+
+
+# --- what changed --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    table: str
+    column: str  # for a primary key change: the new key's columns, comma-separated
+    kind: str  # added | dropped | retyped | nullability | primary_key
+    old: str | None
+    new: str | None
+    retype: str | None = None  # for a retype: widening | narrowing | incompatible
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.column}"
+
+    def describe(self) -> str:
+        what = self.retype + " retype" if self.retype else self.kind.replace("_", " ")
+        return f"{self.name}: {what} ({self.old or '-'} → {self.new or '-'})"
+
+
+def _nullability(nullable: bool) -> str:
+    return "NULL" if nullable else "NOT NULL"
+
+
+def compare(old: SourceSchema, new: SourceSchema) -> list[Change]:
+    """What changed from `old` (the accepted schema) to `new` (the live one), in column order."""
+    changes = []
+    table = new.table
+    for column in new.columns:
+        before = old.column(column.name)
+        if before is None:
+            changes.append(Change(table, column.name, "added", None, column.type))
+            continue
+        if before.type != column.type:
+            kind = classify(before.type, column.type)
+            changes.append(Change(table, column.name, "retyped", before.type, column.type, kind))
+        if before.nullable != column.nullable:
+            old_null, new_null = _nullability(before.nullable), _nullability(column.nullable)
+            changes.append(Change(table, column.name, "nullability", old_null, new_null))
+    for column in old.columns:
+        if new.column(column.name) is None:
+            changes.append(Change(table, column.name, "dropped", column.type, None))
+    if old.primary_key != new.primary_key:
+        key = ", ".join(new.primary_key) or ", ".join(old.primary_key)
+        changes.append(
+            Change(
+                table,
+                key,
+                "primary_key",
+                ", ".join(old.primary_key) or None,
+                ", ".join(new.primary_key) or None,
+            )
+        )
+    return changes
+
+
+# --- widening or narrowing -----------------------------------------------------------------------
+
+_INTEGERS = {"smallint": 16, "integer": 32, "bigint": 64}
+_FLOATS = {"real": 24, "double precision": 53}
+_NUMERIC = re.compile(r"numeric(?:\((\d+),(\d+)\))?")
+_TEXT = re.compile(r"(character varying|character|text)(?:\((\d+)\))?")
+_TIMESTAMP = re.compile(r"timestamp(?:\((\d)\))? with(out)? time zone")
+_UNBOUNDED = float("inf")
+
+
+def _digits(pg_type: str) -> tuple[float, float] | None:
+    """(integer digits, fraction digits) a numeric or integer type holds; None for other types."""
+    if pg_type in _INTEGERS:
+        return ({16: 5, 32: 10, 64: 19}[_INTEGERS[pg_type]], 0)
+    if match := _NUMERIC.fullmatch(pg_type):
+        if match[1] is None:
+            return (_UNBOUNDED, _UNBOUNDED)
+        precision, scale = int(match[1]), int(match[2])
+        return (precision - scale, scale)
+    return None
+
+
+def classify(old: str, new: str) -> str:
+    """Whether every value of type `old` is held exactly by `new` (widening), the reverse holds
+    (narrowing), or neither (incompatible). Types as `format_type()` writes them."""
+    if old == new:
+        return "widening"
+    if old in _INTEGERS and new in _INTEGERS:
+        return "widening" if _INTEGERS[new] > _INTEGERS[old] else "narrowing"
+    if old in _FLOATS and new in _FLOATS:
+        return "widening" if _FLOATS[new] > _FLOATS[old] else "narrowing"
+    before, after = _digits(old), _digits(new)
+    if before and after:
+        if after[0] >= before[0] and after[1] >= before[1]:
+            return "widening"
+        if after[0] <= before[0] and after[1] <= before[1]:
+            return "narrowing"
+        return "incompatible"  # more integer digits but fewer fraction digits, or the reverse
+    old_text, new_text = _TEXT.fullmatch(old), _TEXT.fullmatch(new)
+    if old_text and new_text:
+        # char(n) pads with blanks: to varchar or text its value stays, blanks and all.
+        old_len = int(old_text[2]) if old_text[2] else _UNBOUNDED
+        new_len = int(new_text[2]) if new_text[2] else _UNBOUNDED
+        if new_text[1] == "character" and old_text[1] != "character":
+            return "incompatible"  # to char(n): values are padded, so they change
+        return "widening" if new_len >= old_len else "narrowing"
+    old_ts, new_ts = _TIMESTAMP.fullmatch(old), _TIMESTAMP.fullmatch(new)
+    if old_ts and new_ts:
+        old_precision = int(old_ts[1]) if old_ts[1] else 6
+        new_precision = int(new_ts[1]) if new_ts[1] else 6
+        zoned_before, zoned_after = old_ts[2] is None, new_ts[2] is None
+        if new_precision < old_precision or (zoned_before and not zoned_after):
+            return "narrowing"  # fewer fraction digits, or timestamptz → timestamp (a zone lost)
+        return "widening"  # timestamp → timestamptz: the session is UTC, the instant stays
+    return "incompatible"
+
+
+# --- the policy ----------------------------------------------------------------------------------
+
+
+def parse_policy(value, label: str) -> dict[str, str]:
+    """A table config's `drift` field: {kind: carry | fail} over DEFAULT_POLICY; errors name
+    table.field."""
+    if value is None:
+        return dict(DEFAULT_POLICY)
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f'{label}: field \'drift\' must be an object of change kind → action, e.g. {{"added": "fail"}}'
+        )
+    policy = dict(DEFAULT_POLICY)
+    for kind, action in value.items():
+        if kind not in DEFAULT_POLICY:
+            raise ConfigError(
+                f"{label}: field 'drift.{kind}': no such change kind (one of {', '.join(DEFAULT_POLICY)})"
+            )
+        if action not in ACTIONS:
+            raise ConfigError(f"{label}: field 'drift.{kind}': {action!r} is not one of {', '.join(ACTIONS)}")
+        policy[kind] = action
+    return policy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one change does: `carry` (with `alter`, the DDL it needs on the landing table: 'add',
+    'type', 'drop not null', or None) or `fail`; `message` says why (what to do, for a failure)."""
+
+    change: Change
+    action: str
+    alter: str | None
+    message: str
+    warning: bool = False
+
+
+@dataclass
+class Plan:
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Decision]:
+        return [d for d in self.decisions if d.action == FAIL]
+
+    @property
+    def alters(self) -> list[Decision]:
+        return [d for d in self.decisions if d.action == CARRY and d.alter]
+
+    @property
+    def warnings(self) -> list[Decision]:
+        return [d for d in self.decisions if d.warning]
+
+    def failure_message(self) -> str:
+        lines = [d.message for d in self.failures]
+        return (
+            f"schema drift: {len(lines)} change(s) the policy does not carry; nothing was extracted or "
+            f"landed:\n  " + "\n  ".join(lines) + f"\n(what to do: {STEP})"
+        )
+
+
+def decide(change: Change, policy: dict[str, str], *, used: set[str], cursor: str) -> Decision:
+    """The action for one change under the table's policy; `used`: the columns a star model reads
+    from the table (its key and cursor included)."""
+    what = change.describe()
+
+    def fail(why: str, step: str) -> Decision:
+        return Decision(change, FAIL, None, f"{what}: {why}; {step}")
+
+    def by_policy(kind: str, alter: str | None, note: str, warning: bool = False) -> Decision:
+        if policy[kind] == FAIL:
+            return fail(
+                f"the table's drift policy says {kind}: fail",
+                "restore the source, or set the policy to carry",
+            )
+        return Decision(change, CARRY, alter, f"{what}: {note}", warning)
+
+    if change.kind == "primary_key":
+        return fail(
+            "the landing keeps one version per key, so a new key changes what every row means",
+            "restore the key, or migrate the landing table and the config's primary_key to the new key",
+        )
+    if change.kind == "added":
+        return by_policy("added", "add", "carried: the landing table gains the column; the star is unchanged")
+    if change.kind == "dropped":
+        if change.column == cursor:
+            return fail(
+                "it is the table's cursor", "restore it, or set the config's cursor to another column"
+            )
+        if change.column in used:
+            return fail(
+                "a star model reads it, and would overwrite good values with NULL",
+                "restore the column, or change the model (star.yml and its SQL) not to read it",
+            )
+        return by_policy(
+            "dropped", None, "carried as absent (no model reads it): it lands as NULL", warning=True
+        )
+    if change.kind == "retyped":
+        if change.column == cursor and change.retype != "widening":
+            return fail("it is the table's cursor", "restore its type")
+        if change.retype == "incompatible":
+            return fail(
+                "the landing column cannot hold the new type's values exactly",
+                "restore the type, or migrate the landing column (and any star column) by hand",
+            )
+        if change.retype == "narrowing":
+            return by_policy(
+                "narrowed", None, "carried: the landing column is wider and holds it", warning=True
+            )
+        return by_policy("widened", "type", "carried: the landing column is widened")
+    if change.kind == "nullability":
+        if change.new == "NULL":
+            return by_policy("nullability", "drop not null", "carried: the landing column allows NULL")
+        return Decision(change, CARRY, None, f"{what}: nothing to do (the landing column is not stricter)")
+    raise ValueError(f"unknown change kind {change.kind!r}")
+
+
+def plan(changes: list[Change], policy: dict[str, str], *, used: set[str], cursor: str) -> Plan:
+    return Plan([decide(c, policy, used=used, cursor=cursor) for c in changes])
+
+
+def used_columns(table: str) -> set[str]:
+    """The columns of a ToteSys table a star model reads (empty for a table the star does not use)."""
+    from conveyor.totesys import star
+
+    if table not in star.MODEL_SOURCES:
+        return set()
+    primary_key, needed, _ = star.MODEL_SOURCES[table]
+    return {primary_key, *needed, "created_at", star.MODEL_CURSOR}
+
+
+def dumps(schema: SourceSchema) -> str:
+    return json.dumps(schema.to_dict())
