@@ -3,13 +3,18 @@ shapes (each change made by real DDL on the ToteSys schema), and the policy's de
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+
 import psycopg
 import pytest
+from conftest import read_messages, run_dag, task_states
 
 from conveyor.config import ConfigError
 from conveyor.totesys import drift
 from conveyor.totesys.tables import TableSpec
 from conveyor_local import totesys_data
+from conveyor_local.provision import NOTIFICATIONS_INBOX
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +201,108 @@ def test_the_tables_config_carries_a_policy_per_table_and_refuses_a_bad_one():
     assert plain.drift_policy() == drift.DEFAULT_POLICY
     with pytest.raises(ConfigError, match=r"tables.json: table 'address': field 'drift.added': 'yes' is not"):
         parse_tables_config(text % '"drift": {"added": "yes"}', "tables.json")
+
+
+# --- through totesys_etl (dag.test(), real Postgres source and warehouse, moto S3) -----------------
+
+T1 = datetime(2024, 3, 5, 20, 0, tzinfo=UTC)
+NEXT = T1 + timedelta(minutes=3)  # the next run: its window [T1 - 60 s, T1 + 2 min) holds T1
+BUCKET = "conveyor-local-ingestion"
+
+
+@pytest.fixture
+def totesys(pg_database, warehouse_dsn, aws):
+    """ToteSys populated, an empty warehouse, and a first (full snapshot) run that reached it."""
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        totesys_data.create_schema(conn)
+        totesys_data.populate(conn, scale=0.5, seed=1, at=T1 - timedelta(minutes=5))
+        first = run_dag("totesys_etl", T1, full_snapshot=True)
+        assert first.state == "success", task_states(first)
+        yield conn
+
+
+def warehouse_state(warehouse_dsn) -> dict[str, list[tuple]]:
+    """Every landed row and every star row: what a stopped run must leave as it was."""
+    from conveyor.totesys import star
+
+    with psycopg.connect(warehouse_dsn) as conn:
+        landed = [
+            t
+            for (t,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staging' "
+                "AND table_name LIKE '%%\\_landed' ORDER BY 1"
+            )
+        ]
+        return {
+            t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+            for t in [*star.STAR, *(f"staging.{t}" for t in landed), "staging.windows"]
+        } | {
+            "columns": conn.execute(
+                "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_schema = 'staging' ORDER BY 1, 2"
+            ).fetchall()
+        }
+
+
+def schema_changes(warehouse_dsn) -> list[tuple]:
+    with psycopg.connect(warehouse_dsn) as conn:
+        return conn.execute(
+            "SELECT table_name, column_name, change, old_value, new_value, action, window_name, detected_at "
+            "FROM staging.schema_changes ORDER BY change_id"
+        ).fetchall()
+
+
+def test_dag_an_added_column_is_carried_and_its_values_reach_the_warehouse(totesys, warehouse_dsn):
+    """On the code before drift handling, this run failed at land_table (COPY: column "region" of
+    staging.address_landed does not exist), and every later run with it."""
+    totesys.execute("ALTER TABLE address ADD COLUMN region varchar(40)")
+    totesys.execute(
+        "UPDATE address SET region = 'North West', last_updated = %s WHERE address_id = 1",
+        (T1.replace(tzinfo=None),),
+    )
+    dag_run = run_dag("totesys_etl", NEXT)
+    assert dag_run.state == "success", task_states(dag_run)
+    assert task_states(dag_run)["check_drift"] == ["success"]
+    with psycopg.connect(warehouse_dsn) as conn:
+        landed = conn.execute(
+            "SELECT address_id, region FROM staging.address_landed WHERE region IS NOT NULL"
+        ).fetchall()
+        newest = conn.execute("SELECT region FROM staging.address WHERE address_id = 1").fetchone()
+        region_type = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'staging.address_landed'::regclass AND attname = 'region'"
+        ).fetchone()
+    assert landed == [(1, "North West")] and newest == ("North West",)
+    assert region_type == ("character varying(40)",)
+    window = "20240305T195900Z-20240305T200200Z"
+    assert schema_changes(warehouse_dsn) == [
+        ("address", "region", "added", None, "character varying(40)", "carry", window, NEXT)
+    ]
+    again = run_dag("totesys_etl", NEXT + timedelta(minutes=3))
+    assert again.state == "success", task_states(again)
+    assert len(schema_changes(warehouse_dsn)) == 1, "an accepted change is not detected again"
+
+
+def test_dag_a_dropped_column_a_model_uses_stops_the_run_before_anything_lands(totesys, warehouse_dsn, aws):
+    """On the code before drift handling, the run failed in tables_to_extract with 'columns
+    district are not extracted' (no check_drift task, no log, no mention that it was dropped)."""
+    before = warehouse_state(warehouse_dsn)
+    totesys.execute("ALTER TABLE address DROP COLUMN district")
+    totesys.execute("UPDATE address SET last_updated = %s WHERE address_id = 1", (T1.replace(tzinfo=None),))
+    for attempt in range(2):  # each run stops the same way, and the change is logged once
+        dag_run = run_dag("totesys_etl", NEXT + timedelta(minutes=3 * attempt))
+        assert dag_run.state == "failed"
+        states = task_states(dag_run)
+        [ti] = [t for t in dag_run.get_task_instances() if t.task_id == "check_drift"]
+        assert (ti.state, ti.try_number) == ("failed", 1), "a schema change is not retried"
+        assert states["extract_table"] == ["upstream_failed"] and states["land_table"] == ["upstream_failed"]
+        assert warehouse_state(warehouse_dsn) == before, "the warehouse is unchanged"
+    [logged] = schema_changes(warehouse_dsn)
+    assert logged[:6] == ("address", "district", "dropped", "character varying(100)", None, "fail")
+    [alert] = [
+        json.loads(e["Message"])
+        for e in read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])
+        if "check_drift" in e["Subject"]
+    ][-1:]
+    assert "address.district: dropped (character varying(100) → -)" in alert["error"], alert["error"]
+    assert "a star model reads it" in alert["error"] and "docs/runbook.md" in alert["error"]

@@ -31,6 +31,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from conveyor.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,9 @@ ACTIONS = (CARRY, FAIL)
 STEP = "docs/runbook.md, 'totesys_etl stopped on a schema change'"
 
 
-class SchemaDriftError(RuntimeError):
-    """A change the policy does not carry: the run stops before anything lands."""
+class SchemaDriftError(AirflowFailException):
+    """A change the policy does not carry: the run stops before anything lands (no retries: only
+    the source, the config or the model can change it)."""
 
 
 # --- the live catalog ----------------------------------------------------------------------------
@@ -314,7 +317,10 @@ def decide(change: Change, policy: dict[str, str], *, used: set[str], cursor: st
                 "restore the column, or change the model (star.yml and its SQL) not to read it",
             )
         return by_policy(
-            "dropped", None, "carried as absent (no model reads it): it lands as NULL", warning=True
+            "dropped",
+            "drop not null",
+            "carried as absent (no model reads it): it lands as NULL",
+            warning=True,
         )
     if change.kind == "retyped":
         if change.column == cursor and change.retype != "widening":
@@ -350,5 +356,190 @@ def used_columns(table: str) -> set[str]:
     return {primary_key, *needed, "created_at", star.MODEL_CURSOR}
 
 
-def dumps(schema: SourceSchema) -> str:
-    return json.dumps(schema.to_dict())
+# --- the warehouse: the accepted schema, the ALTERs, the log ---------------------------------------
+
+BASELINE = "(the landing table)"  # compared_with, for a table the warehouse has no accepted schema of
+# Types a landing column takes as the source has them; any other lands as text, as the extract
+# writes it (warehouse._pg_type: the same rule for a landing table made from an extract).
+_LANDING_TYPES = re.compile(
+    r"smallint|integer|bigint|real|double precision|boolean|date|text|numeric(\(\d+,\d+\))?"
+    r"|character varying(\(\d+\))?|time(stamp)?(\(\d\))? with(out)? time zone"
+)
+
+
+def landing_type(source_type: str) -> str:
+    return source_type if _LANDING_TYPES.fullmatch(source_type) else "text"
+
+
+def _landed(conn, table: str) -> dict[str, str]:
+    """staging.<table>_landed's columns and their types; empty when it does not exist yet."""
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(format('staging.%%I', %s::text)) AND a.attnum > 0 "
+        "AND NOT a.attisdropped ORDER BY a.attnum",
+        (f"{table}_landed",),
+    ).fetchall()
+    return {name: pg_type for name, pg_type in rows if name != "window_name"}
+
+
+def _reference(conn, live: SourceSchema) -> tuple[SourceSchema, str]:
+    """The schema the warehouse accepted for the table, and the window that accepted it.
+
+    None accepted yet (the first run after this migration, or a table the config just added): the
+    landing table stands in for it, so a column the source gained before this check existed is
+    still an addition; a table without a landing table (made by its first landing) has no drift.
+    """
+    row = conn.execute(
+        "SELECT schema, window_name FROM staging.source_schemas WHERE table_name = %s", (live.table,)
+    ).fetchone()
+    if row:
+        return SourceSchema.from_dict(row[0]), row[1]
+    landed = _landed(conn, live.table)
+    if not landed:
+        return live, BASELINE
+    known = tuple(c for c in live.columns if c.name in landed)
+    return SourceSchema(live.table, known, live.primary_key), BASELINE
+
+
+def _alter(conn, spec, decision: Decision) -> None:
+    """The landing table's DDL for one carried change (and its newest-version view, for a column
+    added)."""
+    from psycopg import sql
+
+    change = decision.change
+    landed = _landed(conn, change.table)
+    if not landed:
+        return  # no landing table yet: its first landing makes it from the extract's columns
+    table = sql.Identifier("staging", f"{change.table}_landed")
+    column = sql.Identifier(change.column)
+    if decision.alter == "add":
+        if change.column not in landed:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                    table, column, sql.SQL(landing_type(change.new))
+                )
+            )
+        _add_to_view(conn, spec, change.column)
+    elif decision.alter == "drop not null" and change.column in landed:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(table, column))
+    elif decision.alter == "type":
+        now_landed, wanted = landed.get(change.column), landing_type(change.new)
+        if now_landed is None or now_landed == wanted or classify(wanted, now_landed) == "widening":
+            return  # the landing column already holds every value of the new type
+        raise SchemaDriftError(
+            f"{change.describe()}: staging.{change.table}_landed.{change.column} is {now_landed} and must "
+            f"become {wanted}; widening a landing column the star's views read is not automated yet: "
+            f"{STEP}"
+        )
+
+
+def _add_to_view(conn, spec, column: str) -> None:
+    """staging.<table> (the newest version per key) gains the column, at its end."""
+    from psycopg import sql
+
+    columns = [
+        name
+        for (name,) in conn.execute(
+            "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass(format('staging.%%I', "
+            "%s::text)) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (spec.name,),
+        )
+    ]
+    if not columns or column in columns:
+        return
+    conn.execute(
+        sql.SQL(
+            "CREATE OR REPLACE VIEW {view} AS SELECT DISTINCT ON ({pk}) {columns} FROM {landed} "
+            "ORDER BY {pk}, {cursor} DESC, window_name DESC"
+        ).format(
+            view=sql.Identifier("staging", spec.name),
+            pk=sql.Identifier(spec.primary_key),
+            columns=sql.SQL(", ").join(sql.Identifier(c) for c in [*columns, column]),
+            landed=sql.Identifier("staging", f"{spec.name}_landed"),
+            cursor=sql.Identifier(spec.cursor),
+        )
+    )
+
+
+def _log(conn, decision: Decision, window_name: str, compared_with: str, detected_at) -> None:
+    change = decision.change
+    conn.execute(
+        "INSERT INTO staging.schema_changes (table_name, column_name, change, old_value, new_value, "
+        "window_name, action, detail, compared_with, detected_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (
+            change.table,
+            change.column,
+            change.kind,
+            change.old,
+            change.new,
+            window_name,
+            decision.action,
+            decision.message,
+            compared_with,
+            detected_at,
+        ),
+    )
+
+
+def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_at) -> list[dict]:
+    """Compare each table's live schema with the one the warehouse accepted and apply the policy,
+    in one transaction under one lock (a backfill beside the scheduled runs takes its turn, then
+    finds nothing left to do).
+
+    Every change is logged in staging.schema_changes. Any failure: nothing is altered or accepted,
+    the failures are logged (once per reference schema), and SchemaDriftError names them all.
+    Otherwise the carried ALTERs are applied and the live schemas become the accepted ones.
+    Returns the decisions, as dicts."""
+    by_name = {spec.name: spec for spec in specs}
+    decided = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('conveyor.totesys.drift'))")
+        for schema in live:
+            spec = by_name[schema.table]
+            reference, compared_with = _reference(conn, schema)
+            changes = compare(reference, schema)
+            made = plan(changes, spec.drift_policy(), used=used_columns(spec.name), cursor=spec.cursor)
+            decided += [(spec, d, compared_with) for d in made.decisions]
+        failures = [d for _, d, _ in decided if d.action == FAIL]
+        if failures:
+            for _, decision, compared_with in decided:
+                if decision.action == FAIL:
+                    _log(conn, decision, window_name, compared_with, detected_at)
+        else:
+            for spec, decision, compared_with in decided:
+                if decision.alter:
+                    _alter(conn, spec, decision)
+                _log(conn, decision, window_name, compared_with, detected_at)
+                (log.warning if decision.warning else log.info)("schema drift: %s", decision.message)
+            for schema in live:
+                conn.execute(
+                    "INSERT INTO staging.source_schemas (table_name, schema, window_name, accepted_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (table_name) DO UPDATE SET schema = excluded.schema, "
+                    "window_name = excluded.window_name, accepted_at = excluded.accepted_at "
+                    "WHERE source_schemas.schema IS DISTINCT FROM excluded.schema",
+                    (schema.table, json.dumps(schema.to_dict()), window_name, detected_at),
+                )
+    if failures:
+        raise SchemaDriftError(Plan(failures).failure_message())
+    return [{"change": d.change.describe(), "action": d.action, "warning": d.warning} for _, d, _ in decided]
+
+
+def check(
+    source_conn_id: str, warehouse_conn_id: str, timeout, specs: list[dict], window_name: str, dag_run
+) -> list[dict]:
+    """totesys_etl's drift check: each configured table's live schema (the source) reconciled with
+    the one the warehouse accepted (after the migrations it lacks: the log is migration 003's),
+    detected at the run's data interval end. Returns the specs to extract; raises SchemaDriftError
+    when the policy says fail."""
+    from conveyor import postgres
+    from conveyor.totesys import migrations
+    from conveyor.totesys.tables import TableSpec
+
+    table_specs = [TableSpec.from_dict(s) for s in specs]
+    with postgres.connect(source_conn_id, timeout) as conn:
+        live = [source_schema(conn, spec) for spec in table_specs]
+    with postgres.connect(warehouse_conn_id, timeout) as conn:
+        migrations.migrate(conn)
+        reconcile(conn, table_specs, live, window_name, dag_run.data_interval_end)
+    return specs

@@ -180,9 +180,15 @@ def checked_specs(conn, text: str, origin: str) -> list[TableSpec]:
 
     Raises ConfigError naming the table and field (retrying cannot fix a config)."""
     from conveyor.totesys import star
+    from conveyor.totesys.drift import used_columns
 
     specs = parse_tables_config(text, origin=origin)
-    columns = {spec.name: [c.name for c in catalog_columns(conn, spec)] for spec in specs}
+    columns = {}
+    for spec in specs:
+        live = [c.name for c in catalog_columns(conn, spec)]
+        # What the config leaves out starves the star; a column the source dropped is schema drift,
+        # which check_drift names with its old type and what to do.
+        columns[spec.name] = live if spec.columns else [*live, *used_columns(spec.name)]
     if problems := star.check_model_sources(specs, columns):
         raise ConfigError(f"{origin}: {'; '.join(problems)}")
     for extra in sorted(set(columns) - set(star.MODEL_SOURCES)):
