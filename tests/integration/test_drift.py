@@ -152,7 +152,7 @@ def test_the_default_policy_carries_additions_and_widenings_and_fails_a_dropped_
 def test_a_dropped_unused_column_is_carried_with_a_warning_and_a_policy_can_refuse_it(db):
     db.execute("ALTER TABLE address ADD COLUMN notes text")
     actions, made = decisions(db, "ALTER TABLE address DROP COLUMN notes")
-    assert actions == [("notes", "carry", None, True)] and made.failures == []
+    assert actions == [("notes", "carry", "drop not null", True)] and made.failures == []
     db.execute("ALTER TABLE address ADD COLUMN notes text")
     strict = drift.parse_policy({"dropped": "fail"}, "table 'address'")
     actions, made = decisions(db, "ALTER TABLE address DROP COLUMN notes", policy=strict)
@@ -306,3 +306,110 @@ def test_dag_a_dropped_column_a_model_uses_stops_the_run_before_anything_lands(t
     ][-1:]
     assert "address.district: dropped (character varying(100) → -)" in alert["error"], alert["error"]
     assert "a star model reads it" in alert["error"] and "docs/runbook.md" in alert["error"]
+
+
+# --- reconciling with the warehouse (real source and warehouse databases, no Airflow) -------------
+
+SPECS = [ADDRESS, TableSpec("department", "department_id", "last_updated")]
+
+
+@pytest.fixture
+def both(pg_database, warehouse_dsn):
+    """(source, warehouse) connections: ToteSys's schema, and a migrated warehouse."""
+    from conveyor.totesys import migrations
+
+    with (
+        psycopg.connect(pg_database, autocommit=True) as source,
+        psycopg.connect(warehouse_dsn) as warehouse,
+    ):
+        totesys_data.create_schema(source)
+        migrations.migrate(warehouse)
+        yield source, warehouse
+
+
+def reconcile(both, window: str, specs=SPECS) -> list[dict]:
+    source, warehouse = both
+    live = [drift.source_schema(source, spec) for spec in specs]
+    return drift.reconcile(warehouse, specs, live, window, T1)
+
+
+def landed_columns(warehouse, table: str) -> dict[str, tuple[str, bool]]:
+    rows = warehouse.execute(
+        "SELECT attname, format_type(atttypid, atttypmod), NOT attnotnull FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (f"staging.{table}_landed",),
+    ).fetchall()
+    warehouse.commit()
+    return {name: (pg_type, nullable) for name, pg_type, nullable in rows}
+
+
+def test_a_column_the_source_gained_before_the_first_check_is_still_an_addition(both):
+    """No accepted schema yet: the landing table stands in for it."""
+    source, warehouse = both
+    source.execute("ALTER TABLE department ADD COLUMN cost_centre integer")
+    decided = reconcile(both, "w1")
+    assert [d["change"] for d in decided] == ["department.cost_centre: added (- → integer)"]
+    assert landed_columns(warehouse, "department")["cost_centre"] == ("integer", True)
+    view = warehouse.execute("SELECT * FROM staging.department LIMIT 0")
+    assert [c.name for c in view.description][-1] == "cost_centre"
+    warehouse.commit()
+    assert reconcile(both, "w2") == [], "accepted: nothing to do the second time"
+
+
+def test_a_dropped_unused_column_is_carried_and_its_not_null_relaxed(both):
+    source, warehouse = both
+    source.execute("ALTER TABLE department ADD COLUMN budget_code text NOT NULL DEFAULT 'x'")
+    reconcile(both, "w1")
+    assert landed_columns(warehouse, "department")["budget_code"] == ("text", True)
+    warehouse.execute("ALTER TABLE staging.department_landed ALTER COLUMN budget_code SET NOT NULL")
+    warehouse.commit()
+    source.execute("ALTER TABLE department DROP COLUMN budget_code")
+    [decided] = reconcile(both, "w2")
+    assert decided == {
+        "change": "department.budget_code: dropped (text → -)",
+        "action": "carry",
+        "warning": True,
+    }
+    assert landed_columns(warehouse, "department")["budget_code"] == ("text", True), "NULL from now on"
+
+
+def test_a_widening_the_landing_column_already_holds_is_carried_and_one_it_does_not_fails_unaltered(both):
+    source, warehouse = both
+    assert reconcile(both, "w0") == [], "the first check accepts the schema as it is"
+    source.execute("ALTER TABLE department ALTER COLUMN manager TYPE varchar(200)")  # landing: text
+    [decided] = reconcile(both, "w1")
+    assert decided["action"] == "carry" and landed_columns(warehouse, "department")["manager"][0] == "text"
+    source.execute("ALTER TABLE department ALTER COLUMN department_id TYPE bigint")  # landing: integer
+    with pytest.raises(drift.SchemaDriftError, match=r"department.department_id: widening retype") as failed:
+        reconcile(both, "w2")
+    assert "staging.department_landed.department_id is integer and must become bigint" in str(failed.value)
+    warehouse.rollback()
+    assert landed_columns(warehouse, "department")["department_id"][0] == "integer"
+    logged = warehouse.execute("SELECT count(*) FROM staging.schema_changes WHERE window_name = 'w2'")
+    assert logged.fetchone() == (0,), "nothing of a failed reconcile is kept but its failures"
+
+
+def test_two_runs_that_check_at_once_apply_a_change_once(both, warehouse_dsn):
+    """A backfill beside the scheduled run: the second waits for the first's lock, then finds the
+    change accepted."""
+    import threading
+
+    source, warehouse = both
+    source.execute("ALTER TABLE department ADD COLUMN cost_centre integer")
+    warehouse.execute("SELECT pg_advisory_lock(hashtext('conveyor.totesys.drift'))")  # hold both back
+    results = {}
+
+    def run(name):
+        with psycopg.connect(warehouse_dsn) as conn:
+            results[name] = reconcile((source, conn), name)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("scheduled", "backfill")]
+    for thread in threads:
+        thread.start()
+    warehouse.execute("SELECT pg_advisory_unlock(hashtext('conveyor.totesys.drift'))")
+    warehouse.commit()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(len(r) for r in results.values()) == [0, 1], results
+    logged = warehouse.execute("SELECT count(*) FROM staging.schema_changes").fetchone()
+    assert logged == (1,)
