@@ -413,3 +413,18 @@ def test_two_runs_that_check_at_once_apply_a_change_once(both, warehouse_dsn):
     assert sorted(len(r) for r in results.values()) == [0, 1], results
     logged = warehouse.execute("SELECT count(*) FROM staging.schema_changes").fetchone()
     assert logged == (1,)
+
+
+def test_an_alter_waits_a_bounded_time_for_a_readers_lock_and_applies_nothing(both, warehouse_dsn):
+    """A long read on the landing table: the ALTER gives up after migrations.LOCK_TIMEOUT (the task
+    retries) instead of queueing every reader behind it."""
+    source, warehouse = both
+    reconcile(both, "w0")
+    source.execute("ALTER TABLE department ADD COLUMN cost_centre integer")
+    with psycopg.connect(warehouse_dsn) as reader:
+        reader.execute("SELECT count(*) FROM staging.department_landed")  # holds its lock till commit
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            reconcile(both, "w1")
+        warehouse.rollback()
+    assert "cost_centre" not in landed_columns(warehouse, "department")
+    assert warehouse.execute("SELECT count(*) FROM staging.schema_changes").fetchone() == (0,)

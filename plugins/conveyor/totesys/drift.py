@@ -491,6 +491,8 @@ def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_
     the failures are logged (once per reference schema), and SchemaDriftError names them all.
     Otherwise the carried ALTERs are applied and the live schemas become the accepted ones.
     Returns the decisions, as dicts."""
+    from conveyor.totesys import migrations
+
     by_name = {spec.name: spec for spec in specs}
     decided = []
     with conn.transaction():
@@ -507,6 +509,10 @@ def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_
                 if decision.action == FAIL:
                     _log(conn, decision, window_name, compared_with, detected_at)
         else:
+            if any(d.alter for _, d, _ in decided):
+                # As a migration does: DDL waits a bounded time for a reader's lock (every reader
+                # would queue behind it), then the task fails and retries.
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (migrations.LOCK_TIMEOUT,))
             for spec, decision, compared_with in decided:
                 if decision.alter:
                     _alter(conn, spec, decision)
