@@ -308,6 +308,25 @@ def test_dag_a_dropped_column_a_model_uses_stops_the_run_before_anything_lands(t
     assert "a star model reads it" in alert["error"] and "docs/runbook.md" in alert["error"]
 
 
+@pytest.mark.parametrize("new_type", ["numeric(12,3)", "numeric(10,3)"], ids=["widening", "incompatible"])
+def test_dag_a_numeric_whose_scale_grows_is_never_rounded(totesys, warehouse_dsn, new_type):
+    """unit_price numeric(10,2) → three decimals: landing it in numeric(10,2) would round 5.555 to
+    5.56. A widening the landing column cannot hold yet and an incompatible retype both stop the run
+    naming the column. On the code before drift handling, the run succeeded with 5.56 landed."""
+    before = warehouse_state(warehouse_dsn)
+    totesys.execute(f"ALTER TABLE sales_order ALTER COLUMN unit_price TYPE {new_type}")
+    totesys.execute(
+        "UPDATE sales_order SET unit_price = 5.555, last_updated = %s WHERE sales_order_id = 1",
+        (T1.replace(tzinfo=None),),
+    )
+    dag_run = run_dag("totesys_etl", NEXT)
+    assert dag_run.state == "failed"
+    assert task_states(dag_run)["check_drift"] == ["failed"]
+    assert warehouse_state(warehouse_dsn) == before, "nothing landed: nothing rounded"
+    [logged] = schema_changes(warehouse_dsn)
+    assert logged[:6] == ("sales_order", "unit_price", "retyped", "numeric(10,2)", new_type, "fail")
+
+
 # --- reconciling with the warehouse (real source and warehouse databases, no Airflow) -------------
 
 SPECS = [ADDRESS, TableSpec("department", "department_id", "last_updated")]
@@ -385,8 +404,12 @@ def test_a_widening_the_landing_column_already_holds_is_carried_and_one_it_does_
     assert "staging.department_landed.department_id is integer and must become bigint" in str(failed.value)
     warehouse.rollback()
     assert landed_columns(warehouse, "department")["department_id"][0] == "integer"
-    logged = warehouse.execute("SELECT count(*) FROM staging.schema_changes WHERE window_name = 'w2'")
-    assert logged.fetchone() == (0,), "nothing of a failed reconcile is kept but its failures"
+    logged = warehouse.execute(
+        "SELECT column_name, action FROM staging.schema_changes WHERE window_name = 'w2'"
+    )
+    assert logged.fetchall() == [("department_id", "fail")], (
+        "nothing of a failed reconcile is kept but its failures"
+    )
 
 
 def test_two_runs_that_check_at_once_apply_a_change_once(both, warehouse_dsn):

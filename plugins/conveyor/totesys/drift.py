@@ -422,15 +422,21 @@ def _alter(conn, spec, decision: Decision) -> None:
         _add_to_view(conn, spec, change.column)
     elif decision.alter == "drop not null" and change.column in landed:
         conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(table, column))
-    elif decision.alter == "type":
-        now_landed, wanted = landed.get(change.column), landing_type(change.new)
-        if now_landed is None or now_landed == wanted or classify(wanted, now_landed) == "widening":
-            return  # the landing column already holds every value of the new type
-        raise SchemaDriftError(
-            f"{change.describe()}: staging.{change.table}_landed.{change.column} is {now_landed} and must "
-            f"become {wanted}; widening a landing column the star's views read is not automated yet: "
-            f"{STEP}"
-        )
+    elif decision.alter == "type" and (problem := _unwidened(conn, decision)):
+        raise SchemaDriftError(problem)  # reconcile turns these into failures before altering
+
+
+def _unwidened(conn, decision: Decision) -> str | None:
+    """Why a carried widening cannot be applied (None: the landing column already holds every
+    value of the new type, or there is no landing column yet)."""
+    change = decision.change
+    now_landed, wanted = _landed(conn, change.table).get(change.column), landing_type(change.new)
+    if now_landed is None or now_landed == wanted or classify(wanted, now_landed) == "widening":
+        return None
+    return (
+        f"{change.describe()}: staging.{change.table}_landed.{change.column} is {now_landed} and must "
+        f"become {wanted}; widening a landing column the star's views read is not automated yet"
+    )
 
 
 def _add_to_view(conn, spec, column: str) -> None:
@@ -502,7 +508,10 @@ def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_
             reference, compared_with = _reference(conn, schema)
             changes = compare(reference, schema)
             made = plan(changes, spec.drift_policy(), used=used_columns(spec.name), cursor=spec.cursor)
-            decided += [(spec, d, compared_with) for d in made.decisions]
+            for d in made.decisions:
+                if d.alter == "type" and (problem := _unwidened(conn, d)):
+                    d = Decision(d.change, FAIL, None, problem)  # never land a value rounded
+                decided.append((spec, d, compared_with))
         failures = [d for _, d, _ in decided if d.action == FAIL]
         if failures:
             for _, decision, compared_with in decided:
