@@ -451,3 +451,35 @@ def test_an_alter_waits_a_bounded_time_for_a_readers_lock_and_applies_nothing(bo
         warehouse.rollback()
     assert "cost_centre" not in landed_columns(warehouse, "department")
     assert warehouse.execute("SELECT count(*) FROM staging.schema_changes").fetchone() == (0,)
+
+
+def test_a_table_the_config_adds_or_removes_is_logged_once_and_its_rows_are_kept(both):
+    source, warehouse = both
+    reconcile(both, "w0")
+    source.execute(
+        "CREATE TABLE promotion (promotion_id serial PRIMARY KEY, code text, last_updated timestamp)"
+    )
+    promotion = TableSpec("promotion", "promotion_id", "last_updated")
+    added = reconcile(both, "w1", [*SPECS, promotion])
+    assert [d["change"] for d in added] == ["promotion: table added (the tables config)"]
+    warehouse.execute(
+        "CREATE TABLE staging.promotion_landed (promotion_id integer, code text, last_updated timestamp)"
+    )
+    warehouse.execute("INSERT INTO staging.promotion_landed VALUES (1, 'SPRING', NULL)")  # as a landing would
+    warehouse.commit()
+    removed = reconcile(both, "w2", [SPECS[0]])  # department and promotion leave the config
+    assert [(d["change"], d["warning"]) for d in removed] == [
+        ("department: table removed (the tables config)", True),
+        ("promotion: table removed (the tables config)", True),
+    ]
+    assert reconcile(both, "w3", [SPECS[0]]) == [], "said once"
+    assert warehouse.execute("SELECT * FROM staging.promotion_landed").fetchall() == [(1, "SPRING", None)]
+    logged = warehouse.execute(
+        "SELECT table_name, column_name, change, window_name FROM staging.schema_changes ORDER BY change_id"
+    ).fetchall()
+    assert logged == [
+        ("promotion", None, "table_added", "w1"),
+        ("department", None, "table_removed", "w2"),
+        ("promotion", None, "table_removed", "w2"),
+    ]
+    assert reconcile(both, "w4", [*SPECS, promotion]) == [], "added back: compared with its landing table"

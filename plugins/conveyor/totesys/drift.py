@@ -115,18 +115,20 @@ def source_schema(conn, spec, schema: str = "public") -> SourceSchema:
 @dataclass(frozen=True)
 class Change:
     table: str
-    column: str  # for a primary key change: the new key's columns, comma-separated
-    kind: str  # added | dropped | retyped | nullability | primary_key
+    column: str | None  # a primary key change: the key's columns, comma-separated; a table: None
+    kind: str  # added | dropped | retyped | nullability | primary_key | table_added | table_removed
     old: str | None
     new: str | None
     retype: str | None = None  # for a retype: widening | narrowing | incompatible
 
     @property
     def name(self) -> str:
-        return f"{self.table}.{self.column}"
+        return f"{self.table}.{self.column}" if self.column else self.table
 
     def describe(self) -> str:
         what = self.retype + " retype" if self.retype else self.kind.replace("_", " ")
+        if self.column is None:
+            return f"{self.name}: {what} (the tables config)"
         return f"{self.name}: {what} ({self.old or '-'} → {self.new or '-'})"
 
 
@@ -512,6 +514,21 @@ def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_
                 if d.alter == "type" and (problem := _unwidened(conn, d)):
                     d = Decision(d.change, FAIL, None, problem)  # never land a value rounded
                 decided.append((spec, d, compared_with))
+            if compared_with == BASELINE and not _landed(conn, schema.table):
+                added = Change(schema.table, None, "table_added", None, None)
+                note = "extracted from now on; its first landing makes its staging tables from the catalog"
+                decided.append((spec, Decision(added, CARRY, None, f"{added.describe()}: {note}"), BASELINE))
+        removed = conn.execute(
+            "SELECT table_name, window_name FROM staging.source_schemas WHERE NOT table_name = ANY(%s) "
+            "ORDER BY 1",
+            ([s.table for s in live],),
+        ).fetchall()
+        for table, accepted_in in removed:
+            change = Change(table, None, "table_removed", None, None)
+            note = f"no longer extracted; staging.{table}_landed and the star keep its rows"
+            decided.append(
+                (None, Decision(change, CARRY, None, f"{change.describe()}: {note}", True), accepted_in)
+            )
         failures = [d for _, d, _ in decided if d.action == FAIL]
         if failures:
             for _, decision, compared_with in decided:
@@ -527,6 +544,9 @@ def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_
                     _alter(conn, spec, decision)
                 _log(conn, decision, window_name, compared_with, detected_at)
                 (log.warning if decision.warning else log.info)("schema drift: %s", decision.message)
+            conn.execute(
+                "DELETE FROM staging.source_schemas WHERE table_name = ANY(%s)", ([t for t, _ in removed],)
+            )  # a table the config adds back is compared with its landing table again
             for schema in live:
                 conn.execute(
                     "INSERT INTO staging.source_schemas (table_name, schema, window_name, accepted_at) "

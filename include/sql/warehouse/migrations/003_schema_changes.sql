@@ -5,7 +5,8 @@
 --                          run's live catalog is compared with. Written in the same transaction as
 --                          the landing tables' ALTERs, so the two never disagree.
 -- staging.schema_changes   every change detected, with what the policy did: `carry` (the landing
---                          table followed it) or `fail` (the run stopped before anything landed).
+--                          table followed it) or `fail` (the run stopped before anything landed);
+--                          a table the tables config adds or removes is a change too.
 --                          A failure is logged once per reference schema, not once per run.
 
 CREATE TABLE IF NOT EXISTS staging.source_schemas (
@@ -18,8 +19,10 @@ CREATE TABLE IF NOT EXISTS staging.source_schemas (
 CREATE TABLE IF NOT EXISTS staging.schema_changes (
     change_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     table_name     text NOT NULL,
-    column_name    text NOT NULL,
-    change         text NOT NULL CHECK (change IN ('added', 'dropped', 'retyped', 'nullability', 'primary_key')),
+    column_name    text,              -- NULL for a table added to or removed from the config
+    change         text NOT NULL CHECK (change IN (
+        'added', 'dropped', 'retyped', 'nullability', 'primary_key', 'table_added', 'table_removed'
+    )),
     old_value      text,
     new_value      text,
     window_name    text NOT NULL,      -- the window of the run that detected it
