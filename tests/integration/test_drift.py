@@ -483,3 +483,14 @@ def test_a_table_the_config_adds_or_removes_is_logged_once_and_its_rows_are_kept
         ("promotion", None, "table_removed", "w2"),
     ]
     assert reconcile(both, "w4", [*SPECS, promotion]) == [], "added back: compared with its landing table"
+
+
+def test_a_column_the_source_lost_before_the_first_check_is_still_a_drop(both):
+    """No accepted schema yet: a landing column the source lacks was dropped (the star reads it)."""
+    source, warehouse = both
+    source.execute("ALTER TABLE address DROP COLUMN district")
+    with pytest.raises(drift.SchemaDriftError, match=r"address.district: dropped \(text → -\): a star model"):
+        reconcile(both, "w1")
+    warehouse.rollback()
+    accepted = warehouse.execute("SELECT count(*) FROM staging.source_schemas").fetchone()
+    assert accepted == (0,), "nothing accepted while a change fails"

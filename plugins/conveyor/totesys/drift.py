@@ -388,8 +388,9 @@ def _reference(conn, live: SourceSchema) -> tuple[SourceSchema, str]:
     """The schema the warehouse accepted for the table, and the window that accepted it.
 
     None accepted yet (the first run after this migration, or a table the config just added): the
-    landing table stands in for it, so a column the source gained before this check existed is
-    still an addition; a table without a landing table (made by its first landing) has no drift.
+    landing table stands in for it, so a column the source gained or lost before this check existed
+    is still an addition or a drop; a table without a landing table (made by its first landing) has
+    no drift.
     """
     row = conn.execute(
         "SELECT schema, window_name FROM staging.source_schemas WHERE table_name = %s", (live.table,)
@@ -399,8 +400,11 @@ def _reference(conn, live: SourceSchema) -> tuple[SourceSchema, str]:
     landed = _landed(conn, live.table)
     if not landed:
         return live, BASELINE
-    known = tuple(c for c in live.columns if c.name in landed)
-    return SourceSchema(live.table, known, live.primary_key), BASELINE
+    known = [c for c in live.columns if c.name in landed]
+    names = {c.name for c in live.columns}
+    # A landing column the source lacks was dropped (as the landing table types it).
+    gone = [SourceColumn(name, pg_type, True) for name, pg_type in landed.items() if name not in names]
+    return SourceSchema(live.table, tuple(known + gone), live.primary_key), BASELINE
 
 
 def _alter(conn, spec, decision: Decision) -> None:
