@@ -26,8 +26,16 @@ def window_partition(end: datetime) -> str:
     return f"{_utc(end):%Y/%m/%d/%H%M}"
 
 
+WINDOW_STAMP = "%Y%m%dT%H%M%SZ"  # a window's bounds in its name and keys (UTC)
+
+
 def window_stamp(end: datetime) -> str:
-    return f"{_utc(end):%Y%m%dT%H%M%S}Z"
+    return _utc(end).strftime(WINDOW_STAMP)
+
+
+def parse_window_stamp(stamp: str) -> datetime:
+    """The UTC moment `window_stamp` wrote."""
+    return datetime.strptime(stamp, WINDOW_STAMP).replace(tzinfo=UTC)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -124,14 +124,19 @@ def setup_files(integration: bool = False, snowpipe: bool = False) -> list[str]:
     return [*SETUP_FILES, *(SNOWPIPE_FILES if snowpipe else ())]
 
 
-def statements(files: list[str], variables: dict) -> list[str]:
-    """Each file rendered and split as `SnowflakeHook.run` splits a script: its statements, in order
-    (what `snowflake_setup` hands its `SQLExecuteQueryOperator`, so the UI shows each one)."""
+def split(sql: str) -> list[str]:
+    """A script's statements, in order, split as `SnowflakeHook.run` splits one."""
     from io import StringIO
 
     from snowflake.connector.util_text import split_statements
 
-    return [sql for name in files for sql, _ in split_statements(StringIO(render(name, variables))) if sql]
+    return [statement for statement, _ in split_statements(StringIO(sql)) if statement]
+
+
+def statements(files: list[str], variables: dict) -> list[str]:
+    """Each file rendered and split: its statements, in order (what `snowflake_setup` hands its
+    `SQLExecuteQueryOperator`, so the UI shows each one)."""
+    return [statement for name in files for statement in split(render(name, variables))]
 
 
 def hook(conn_id: str = SNOWFLAKE_CONN_ID):
@@ -154,19 +159,15 @@ def run_script(snowflake_hook, sql: str, parameters: dict | None = None) -> list
 def run_scripts(snowflake_hook, scripts: dict[str, str]) -> dict[str, list[list[dict]]]:
     """Run several scripts' statements in order, in one transaction (as `run_script`); the rows
     each statement returned, by script name (never by position across scripts)."""
-    from io import StringIO
-
     from airflow.providers.common.sql.hooks.handlers import fetch_all_handler
-    from snowflake.connector.util_text import split_statements
 
-    owners, statements = [], []
-    for name, sql in scripts.items():
-        for statement, _ in split_statements(StringIO(sql)):
-            if statement:
-                owners.append(name)
-                statements.append(statement)
+    owned = [(name, statement) for name, sql in scripts.items() for statement in split(sql)]
+    owners = [name for name, _ in owned]
     results = snowflake_hook.run(
-        statements, handler=fetch_all_handler, return_last=False, return_dictionaries=True
+        [statement for _, statement in owned],
+        handler=fetch_all_handler,
+        return_last=False,
+        return_dictionaries=True,
     )
     by_name = {name: [] for name in scripts}
     for name, rows in zip(owners, results or [], strict=True):

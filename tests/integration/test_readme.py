@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_the_readme_commands_work_as_written_in_order_and_a_stopped_stack_says_s
     for command in commands:
         if command == "make airflow":
             continue  # tests/scheduler
-        script.append(f"echo '$ {command}'")
+        script.append(f"echo {shlex.quote('$ ' + command)}")
         script.append(command.replace(".local/", f"{local_dir}/"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
     env["CONVEYOR_LOCAL_DIR"] = str(local_dir)

@@ -59,7 +59,10 @@ def page(chromium, airflow):
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto("/")
-    page.wait_for_url(re.compile(r"/auth/login"))  # the UI sends a new visitor to the login form
+    # The UI sends a new visitor to the login form, through more than one redirect: wait for the
+    # form itself (a locator outlives a superseded navigation; wait_for_url can see it aborted).
+    page.get_by_label("Username").wait_for()
+    assert "/auth/login" in page.url
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill(airflow.api.password)
     page.get_by_role("button", name="Sign in").click()
@@ -82,6 +85,8 @@ def test_login_with_a_wrong_password_is_refused(chromium, airflow):
     context = chromium.new_context(viewport=VIEWPORT, base_url=airflow.api.url)
     page = context.new_page()
     page.goto("/")
+    page.get_by_label("Username").wait_for()
+    assert "/auth/login" in page.url
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password").fill("not-the-password")
     page.get_by_role("button", name="Sign in").click()

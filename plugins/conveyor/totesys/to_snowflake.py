@@ -12,11 +12,10 @@ A window loads in three steps, one window at a time:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 from conveyor import snowflake
 from conveyor.config import ConfigError
-from conveyor.keys import window_partition
+from conveyor.keys import parse_window_stamp, window_partition
 from conveyor.totesys.star import STAR
 
 # A totesys_etl window's name (windows.Window.name): its start and end stamps, `-full` for a
@@ -42,8 +41,7 @@ def window_to_load(name, rows: dict | None = None) -> dict:
             f"not a totesys_etl window name: {name!r} (expected <start>-<end>[-full], e.g. "
             "20240305T195900Z-20240305T200200Z)"
         )
-    end = datetime.strptime(match["end"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return {"name": name, "partition": window_partition(end), "rows": rows}
+    return {"name": name, "partition": window_partition(parse_window_stamp(match["end"])), "rows": rows}
 
 
 def windows_to_load(events, param: str | None = None) -> list[dict]:
