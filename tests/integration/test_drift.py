@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,6 +16,8 @@ from conveyor.totesys import drift
 from conveyor.totesys.tables import TableSpec
 from conveyor_local import totesys_data
 from conveyor_local.provision import NOTIFICATIONS_INBOX
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -272,9 +275,11 @@ def test_dag_an_added_column_is_carried_and_its_values_reach_the_warehouse(totes
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = 'staging.address_landed'::regclass AND attname = 'region'"
         ).fetchone()
+        star_window = conn.execute("SELECT window_name FROM dim_location WHERE location_id = 1").fetchone()
     assert landed == [(1, "North West")] and newest == ("North West",)
     assert region_type == ("character varying(40)",)
     window = "20240305T195900Z-20240305T200200Z"
+    assert star_window == (window,), "the changed address's version reached the star"
     assert schema_changes(warehouse_dsn) == [
         ("address", "region", "added", None, "character varying(40)", "carry", window, NEXT)
     ]
@@ -325,6 +330,104 @@ def test_dag_a_numeric_whose_scale_grows_is_never_rounded(totesys, warehouse_dsn
     assert warehouse_state(warehouse_dsn) == before, "nothing landed: nothing rounded"
     [logged] = schema_changes(warehouse_dsn)
     assert logged[:6] == ("sales_order", "unit_price", "retyped", "numeric(10,2)", new_type, "fail")
+
+
+def test_dag_a_dropped_column_no_model_uses_is_carried_with_a_warning(totesys, warehouse_dsn):
+    """A column the source gained (carried) and later dropped: no model reads it, so the run goes
+    on, the landing column stays (its old values kept) and new versions land without it. On the
+    code before drift handling, the first run already failed at land_table (no such column)."""
+    totesys.execute("ALTER TABLE address ADD COLUMN region varchar(40)")
+    totesys.execute(
+        "UPDATE address SET region = 'North West', last_updated = %s WHERE address_id = 1",
+        (T1.replace(tzinfo=None),),
+    )
+    assert run_dag("totesys_etl", NEXT).state == "success"
+    totesys.execute("ALTER TABLE address DROP COLUMN region")
+    totesys.execute(
+        "UPDATE address SET city = 'Leeds', last_updated = %s WHERE address_id = 1",
+        ((NEXT + timedelta(minutes=1)).replace(tzinfo=None),),
+    )
+    dag_run = run_dag("totesys_etl", NEXT + timedelta(minutes=3))
+    assert dag_run.state == "success", task_states(dag_run)
+    with psycopg.connect(warehouse_dsn) as conn:
+        versions = conn.execute(
+            "SELECT city, region FROM staging.address_landed WHERE address_id = 1 ORDER BY last_updated"
+        ).fetchall()
+        city = conn.execute("SELECT city FROM dim_location WHERE location_id = 1").fetchone()
+    assert versions[-2:] == [(versions[-2][0], "North West"), ("Leeds", None)]
+    assert city == ("Leeds",), "the version without the column reached the star"
+    logged = schema_changes(warehouse_dsn)
+    assert [row[:6] for row in logged] == [
+        ("address", "region", "added", None, "character varying(40)", "carry"),
+        ("address", "region", "dropped", "character varying(40)", None, "carry"),
+    ]
+    with psycopg.connect(warehouse_dsn) as conn:
+        [(detail,)] = conn.execute(
+            "SELECT detail FROM staging.schema_changes WHERE change = 'dropped'"
+        ).fetchall()
+    assert "address.region: dropped" in detail and "no model reads it" in detail, detail
+
+
+def test_dag_a_primary_key_change_stops_the_run_before_anything_lands(totesys, warehouse_dsn):
+    """The landing, the newest-version views and the star all key on address_id: a source keyed on
+    (address_id, city) may hold two rows per id, so the run stops, naming the key and the step. On
+    the code before drift handling, the run succeeded without a word."""
+    before = warehouse_state(warehouse_dsn)
+    totesys.execute("ALTER TABLE address DROP CONSTRAINT address_pkey CASCADE")
+    totesys.execute("ALTER TABLE address ADD PRIMARY KEY (address_id, city)")
+    totesys.execute("UPDATE address SET last_updated = %s WHERE address_id = 1", (T1.replace(tzinfo=None),))
+    dag_run = run_dag("totesys_etl", NEXT)
+    assert dag_run.state == "failed"
+    assert task_states(dag_run)["check_drift"] == ["failed"]
+    assert warehouse_state(warehouse_dsn) == before, "the warehouse is unchanged"
+    [logged] = schema_changes(warehouse_dsn)
+    assert logged[:6] == (
+        "address",
+        "address_id, city",
+        "primary_key",
+        "address_id",
+        "address_id, city",
+        "fail",
+    ), logged
+
+
+def test_dag_a_table_the_config_adds_is_landed_and_one_it_removes_keeps_its_rows(
+    totesys, warehouse_dsn, aws, monkeypatch
+):
+    """Config changes are drift too: an added table is logged and landed from the catalog; removed
+    again, its extract stops, its landed rows stay, and the log says so once."""
+    totesys.execute(
+        "CREATE TABLE promotion (promotion_id serial PRIMARY KEY, code varchar(20) NOT NULL, "
+        "created_at timestamp NOT NULL, last_updated timestamp NOT NULL)"
+    )
+    totesys.execute(
+        "INSERT INTO promotion (code, created_at, last_updated) VALUES ('SPRING', %s, %s)",
+        (T1.replace(tzinfo=None),) * 2,
+    )
+    s3 = aws["session"].client("s3")
+    config = json.loads((ROOT / "include/config/totesys_tables.json").read_text())
+
+    def use(tables: list[dict]) -> None:
+        s3.put_object(Bucket=BUCKET, Key="config/tables.json", Body=json.dumps({**config, "tables": tables}))
+        monkeypatch.setenv("AIRFLOW_VAR_TOTESYS_TABLES_CONFIG", f"s3://{BUCKET}/config/tables.json")
+
+    use([*config["tables"], {"name": "promotion", "primary_key": "promotion_id", "cursor": "last_updated"}])
+    added = run_dag("totesys_etl", NEXT)
+    assert added.state == "success", task_states(added)
+    use(config["tables"])
+    for attempt in (1, 2):
+        removed = run_dag("totesys_etl", NEXT + timedelta(minutes=3 * attempt))
+        assert removed.state == "success", task_states(removed)
+        assert "promotion" not in [
+            t.rendered_map_index for t in removed.get_task_instances() if t.task_id == "extract_table"
+        ]
+    with psycopg.connect(warehouse_dsn) as conn:
+        kept = conn.execute("SELECT promotion_id, code FROM staging.promotion_landed").fetchall()
+    assert kept == [(1, "SPRING")], "the removed table keeps its rows"
+    assert [row[:3] + row[5:7] for row in schema_changes(warehouse_dsn)] == [
+        ("promotion", None, "table_added", "carry", "20240305T195900Z-20240305T200200Z"),
+        ("promotion", None, "table_removed", "carry", "20240305T200200Z-20240305T200500Z"),
+    ]
 
 
 # --- reconciling with the warehouse (real source and warehouse databases, no Airflow) -------------
