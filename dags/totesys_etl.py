@@ -23,8 +23,7 @@ from conveyor.resources import names_from_variable as resource_names
 from conveyor.totesys import drift, gate, migrations, star, tables, warehouse, windows
 
 DAG_ID = "totesys_etl"
-# Airflow configuration is loaded at start-up: reading it here does no I/O. TIMEOUT: every source
-# and warehouse session's statement timeout, the model and check operators' included.
+# Airflow config is loaded at start-up (no I/O here). TIMEOUT: every source and warehouse statement's.
 CRON = conf.get("conveyor", "totesys_cron", fallback="*/3 * * * *")
 LAG = timedelta(seconds=conf.getint("conveyor", "totesys_lag_seconds", fallback=60))
 TIMEOUT = timedelta(seconds=conf.getint("conveyor", "totesys_statement_timeout_seconds", fallback=900))
@@ -79,14 +78,15 @@ def totesys_etl():
         return drift.check(TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, TIMEOUT, specs, window["name"], dag_run)
 
     @task(map_index_template="{{ table_name }}")
-    def extract_table(table: dict, window: dict, params=None) -> dict:
+    def extract_table(table: dict, window: dict, params=None, dag_run=None) -> dict:
         """Stream one table's changed rows to the ingestion bucket."""
         from conveyor.totesys import extract  # pyarrow: imported when the task runs, not at parse
 
         get_current_context()["table_name"] = table["name"]
         spec, bucket = tables.TableSpec.from_dict(table), resource_names().bucket("ingestion")
         run_window, fmt = windows.Window.from_dict(window), params["output_format"]
-        with postgres.connect(TOTESYS_CONN_ID, TIMEOUT) as conn:
+        with postgres.connect(TOTESYS_CONN_ID, TIMEOUT) as conn:  # one transaction, the table's DDL held off
+            drift.hold(conn, WAREHOUSE_CONN_ID, TIMEOUT, table, window["name"], dag_run)
             columns = tables.catalog_columns(conn, spec)
             return extract.extract_table(conn, s3(), bucket, spec, columns, run_window, fmt=fmt)
 

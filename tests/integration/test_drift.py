@@ -556,6 +556,37 @@ def test_an_alter_waits_a_bounded_time_for_a_readers_lock_and_applies_nothing(bo
     assert warehouse.execute("SELECT count(*) FROM staging.schema_changes").fetchone() == (0,)
 
 
+class _Run:
+    """What check and hold read of a DagRun."""
+
+    data_interval_end = T1
+
+
+def test_a_column_added_between_check_and_extract_is_reconciled_by_the_extract(both, pg_database):
+    """The race a scheduled run can meet: check_drift passed the table on, then the source gained a
+    column before extract_table read it. Without `hold` the extract wrote the new column and the
+    landing COPY failed (column "region" of relation "address_landed" does not exist) on every try.
+    With it, the extract reconciles first, by the same policy, and keeps DDL off the table until
+    its transaction ends."""
+    source, warehouse = both
+    timeout = timedelta(seconds=30)
+    [spec] = drift.check("totesys_db", "warehouse_db", timeout, [ADDRESS.to_dict()], "w0", _Run)
+    with psycopg.connect(pg_database) as extract:
+        drift.hold(extract, "warehouse_db", timeout, spec, "w1", _Run)  # unchanged: nothing to do
+        extract.rollback()
+        source.execute("ALTER TABLE address ADD COLUMN region varchar(40)")
+        drift.hold(extract, "warehouse_db", timeout, spec, "w1", _Run)
+        assert landed_columns(warehouse, "address")["region"] == ("character varying(40)", True)
+        with psycopg.connect(pg_database, autocommit=True) as app:
+            app.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                app.execute("ALTER TABLE address ADD COLUMN zone text")  # held off until the extract ends
+    logged = warehouse.execute(
+        "SELECT table_name, column_name, change, action, window_name FROM staging.schema_changes"
+    ).fetchall()
+    assert logged == [("address", "region", "added", "carry", "w1")]
+
+
 def test_a_table_the_config_adds_or_removes_is_logged_once_and_its_rows_are_kept(both):
     source, warehouse = both
     reconcile(both, "w0")

@@ -50,6 +50,9 @@ ACTIONS = (CARRY, FAIL)
 STEP = "docs/runbook.md, 'totesys_etl stopped on a schema change'"
 
 
+ACCEPTED = "accepted_schema"  # the field check_drift adds to each table spec it passes on
+
+
 class SchemaDriftError(AirflowFailException):
     """A change the policy does not carry: the run stops before anything lands (no retries: only
     the source, the config or the model can change it)."""
@@ -494,7 +497,9 @@ def _log(conn, decision: Decision, window_name: str, compared_with: str, detecte
     )
 
 
-def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_at) -> list[dict]:
+def reconcile(
+    conn, specs, live: list[SourceSchema], window_name: str, detected_at, *, whole_config: bool = True
+) -> list[dict]:
     """Compare each table's live schema with the one the warehouse accepted and apply the policy,
     in one transaction under one lock (a backfill beside the scheduled runs takes its turn, then
     finds nothing left to do).
@@ -502,7 +507,8 @@ def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_
     Every change is logged in staging.schema_changes. Any failure: nothing is altered or accepted,
     the failures are logged (once per reference schema), and SchemaDriftError names them all.
     Otherwise the carried ALTERs are applied and the live schemas become the accepted ones.
-    Returns the decisions, as dicts."""
+    With whole_config=False (one table rechecked by its extract), an accepted table missing from
+    `live` is not a removal. Returns the decisions, as dicts."""
     from conveyor.totesys import migrations
 
     by_name = {spec.name: spec for spec in specs}
@@ -524,8 +530,8 @@ def reconcile(conn, specs, live: list[SourceSchema], window_name: str, detected_
                 decided.append((spec, Decision(added, CARRY, None, f"{added.describe()}: {note}"), BASELINE))
         removed = conn.execute(
             "SELECT table_name, window_name FROM staging.source_schemas WHERE NOT table_name = ANY(%s) "
-            "ORDER BY 1",
-            ([s.table for s in live],),
+            "AND %s ORDER BY 1",
+            ([s.table for s in live], whole_config),
         ).fetchall()
         for table, accepted_in in removed:
             change = Change(table, None, "table_removed", None, None)
@@ -569,8 +575,8 @@ def check(
 ) -> list[dict]:
     """totesys_etl's drift check: each configured table's live schema (the source) reconciled with
     the one the warehouse accepted (after the migrations it lacks: the log is migration 003's),
-    detected at the run's data interval end. Returns the specs to extract; raises SchemaDriftError
-    when the policy says fail."""
+    detected at the run's data interval end. Returns the specs to extract, each with the schema it
+    was checked at (`ACCEPTED`, for `hold`); raises SchemaDriftError when the policy says fail."""
     from conveyor import postgres
     from conveyor.totesys import migrations
     from conveyor.totesys.tables import TableSpec
@@ -581,4 +587,24 @@ def check(
     with postgres.connect(warehouse_conn_id, timeout) as conn:
         migrations.migrate(conn)
         reconcile(conn, table_specs, live, window_name, dag_run.data_interval_end)
-    return specs
+    return [{**spec, ACCEPTED: schema.to_dict()} for spec, schema in zip(specs, live, strict=True)]
+
+
+def hold(source_conn, warehouse_conn_id: str, timeout, table: dict, window_name: str, dag_run) -> None:
+    """extract_table's half of the check, in the extract's own transaction: the table is locked
+    against DDL until the extract ends (ACCESS SHARE, as its SELECT takes anyway), and a change made
+    since check_drift (a column added while the run was between the two) is reconciled now, by the
+    same policy, so the file the extract writes always fits the landing table."""
+    from psycopg import sql
+
+    from conveyor import postgres
+    from conveyor.totesys.tables import TableSpec
+
+    spec = TableSpec.from_dict(table)
+    source_conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(spec.name)))
+    live = source_schema(source_conn, spec)
+    if ACCEPTED in table and SourceSchema.from_dict(table[ACCEPTED]) == live:
+        return
+    log.warning("schema drift: %s changed since check_drift; reconciling before its extract", spec.name)
+    with postgres.connect(warehouse_conn_id, timeout) as conn:
+        reconcile(conn, [spec], [live], window_name, dag_run.data_interval_end, whole_config=False)
