@@ -62,8 +62,10 @@ def test_a_column_added_while_totesys_etl_runs_on_its_schedule_does_not_stop_it(
     ]
     assert mid[0]["dag_run_id"] in {r["dag_run_id"] for r in runs}, "the run caught mid-way finished too"
     with psycopg.connect(airflow.info["postgres"]["warehouse"]) as conn:
+        # (Each window that holds the version lands it: the first scheduled run, a full snapshot
+        # when the session has no watermark yet, can hold it too.)
         landed = conn.execute(
-            "SELECT region FROM staging.address_landed WHERE address_id = 1 AND last_updated = %s",
+            "SELECT DISTINCT region FROM staging.address_landed WHERE address_id = 1 AND last_updated = %s",
             (changed_at,),
         ).fetchall()
         logged = conn.execute(
@@ -71,10 +73,10 @@ def test_a_column_added_while_totesys_etl_runs_on_its_schedule_does_not_stop_it(
             "WHERE column_name = 'region'"
         ).fetchall()
         star_window = conn.execute("SELECT window_name FROM dim_location WHERE location_id = 1").fetchone()
-        landed_window = conn.execute(
+        landed_windows = conn.execute(
             "SELECT window_name FROM staging.address_landed WHERE address_id = 1 AND last_updated = %s",
             (changed_at,),
-        ).fetchone()
+        ).fetchall()
     assert landed == [("North West",)], "the new column's value landed"
-    assert star_window == landed_window, "the changed address's version reached the star"
+    assert star_window in landed_windows, "the changed address's version reached the star"
     assert logged == [("address", "region", "added", "carry")], "logged once"
