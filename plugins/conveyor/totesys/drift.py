@@ -503,9 +503,9 @@ def reconcile(
     in one transaction under one lock (a backfill beside the scheduled runs takes its turn, then
     finds nothing left to do).
 
-    Every change is logged in staging.schema_changes (with `run_id`, the run that detected it; the
-    notifications go out after the commit: `drift_notices`). Any failure: nothing is altered or accepted,
-    the failures are logged (once per reference schema), and SchemaDriftError names them all.
+    Every change is logged in staging.schema_changes, with `run_id` (the run that detected it; its
+    message goes out after the commit: `drift_notices`). Any failure: nothing is altered or
+    accepted, the failures are logged (once per reference schema), and SchemaDriftError names them all.
     Otherwise the carried ALTERs are applied and the live schemas become the accepted ones.
     Returns the decisions, as dicts."""
     from conveyor.totesys import migrations
