@@ -12,10 +12,11 @@ import pytest
 from conftest import read_messages, run_dag, task_states
 
 from conveyor.config import ConfigError
-from conveyor.totesys import drift
+from conveyor.totesys import drift, drift_notices
 from conveyor.totesys.tables import TableSpec
 from conveyor_local import totesys_data
 from conveyor_local.provision import NOTIFICATIONS_INBOX
+from conveyor_local.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -255,9 +256,32 @@ def schema_changes(warehouse_dsn) -> list[tuple]:
         ).fetchall()
 
 
-def test_dag_an_added_column_is_carried_and_its_values_reach_the_warehouse(totesys, warehouse_dsn):
+def inbox(aws) -> list[dict]:
+    """Every message on the notifications topic since the last read (SNS envelopes)."""
+    return read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])
+
+
+def drift_messages(envelopes: list[dict]) -> list[tuple[str, dict]]:
+    """(subject, message) of the schema-change messages among them."""
+    return [
+        (e["Subject"], json.loads(e["Message"]))
+        for e in envelopes
+        if e["MessageAttributes"].get("status", {}).get("Value") == drift_notices.STATUS
+    ]
+
+
+def sent_marks(warehouse_dsn) -> list[tuple]:
+    with psycopg.connect(warehouse_dsn) as conn:
+        return conn.execute(
+            "SELECT column_name, run_id, message_id, notified_by FROM staging.schema_changes ORDER BY change_id"
+        ).fetchall()
+
+
+def test_dag_an_added_column_is_carried_and_its_values_reach_the_warehouse(totesys, warehouse_dsn, aws):
     """On the code before drift handling, this run failed at land_table (COPY: column "region" of
-    staging.address_landed does not exist), and every later run with it."""
+    staging.address_landed does not exist), and every later run with it. The change is one message
+    on the notifications topic, and the next run sends none."""
+    assert drift_messages(inbox(aws)) == [], "the first run changed nothing"
     totesys.execute("ALTER TABLE address ADD COLUMN region varchar(40)")
     totesys.execute(
         "UPDATE address SET region = 'North West', last_updated = %s WHERE address_id = 1",
@@ -283,19 +307,84 @@ def test_dag_an_added_column_is_carried_and_its_values_reach_the_warehouse(totes
     assert schema_changes(warehouse_dsn) == [
         ("address", "region", "added", None, "character varying(40)", "carry", window, NEXT)
     ]
+    envelopes = inbox(aws)
+    [(subject, message)] = drift_messages(envelopes)
+    assert subject == "[conveyor] totesys_etl schema change address.region: added, carried"
+    assert message | {"detail": None, "change_id": None} == {
+        "status": "schema_change",
+        "dag_id": "totesys_etl",
+        "run_id": dag_run.run_id,
+        "table": "address",
+        "column": "region",
+        "change": "added",
+        "old": None,
+        "new": "character varying(40)",
+        "window": window,
+        "action": "carry",
+        "detail": None,
+        "compared_with": "20240305T195600Z-20240305T195900Z-full",  # the first run accepted it
+        "detected_at": NEXT.isoformat(),
+        "change_id": None,
+        "policy": "docs/schema-drift.md",
+    }
+    assert message["detail"].startswith("address.region: added (- → character varying(40)): carried")
+    [sns_id] = [e["MessageId"] for e in envelopes if e["Subject"] == subject]
+    assert sent_marks(warehouse_dsn) == [("region", dag_run.run_id, sns_id, dag_run.run_id)]
     again = run_dag("totesys_etl", NEXT + timedelta(minutes=3))
     assert again.state == "success", task_states(again)
     assert len(schema_changes(warehouse_dsn)) == 1, "an accepted change is not detected again"
+    assert drift_messages(inbox(aws)) == [], "nor sent again"
+
+
+def test_dag_a_change_logged_while_the_topic_is_unreachable_is_sent_once_by_the_next_run(
+    totesys, warehouse_dsn, aws, monkeypatch
+):
+    """SNS refuses connections when check_drift publishes (its endpoint is a closed local port;
+    S3, STS and the databases are untouched): the run still carries the column, the change stays
+    unsent in the log, and the next run sends it, once, naming the run that detected it."""
+    inbox(aws)
+    totesys.execute("ALTER TABLE address ADD COLUMN region varchar(40)")
+    totesys.execute(
+        "UPDATE address SET region = 'North West', last_updated = %s WHERE address_id = 1",
+        (T1.replace(tzinfo=None),),
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", f"http://127.0.0.1:{free_port()}")
+    detected = run_dag("totesys_etl", NEXT)
+    assert detected.state == "success", task_states(detected)
+    with psycopg.connect(warehouse_dsn) as conn:
+        region = conn.execute("SELECT region FROM staging.address WHERE address_id = 1").fetchone()
+    assert region == ("North West",), "the policy carried it, topic or not"
+    assert drift_messages(inbox(aws)) == []
+    assert sent_marks(warehouse_dsn) == [("region", detected.run_id, None, None)], "logged, unsent"
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SNS")
+    later = run_dag("totesys_etl", NEXT + timedelta(minutes=3))
+    assert later.state == "success", task_states(later)
+    [(_, message)] = drift_messages(inbox(aws))
+    assert (message["table"], message["column"], message["change"]) == ("address", "region", "added")
+    assert message["run_id"] == detected.run_id, "the run that detected it"
+    [(_, run_id, sns_id, notified_by)] = sent_marks(warehouse_dsn)
+    assert (run_id, notified_by) == (detected.run_id, later.run_id) and sns_id
 
 
 def test_dag_a_dropped_column_a_model_uses_stops_the_run_before_anything_lands(totesys, warehouse_dsn, aws):
     """On the code before drift handling, the run failed in tables_to_extract with 'columns
-    district are not extracted' (no check_drift task, no log, no mention that it was dropped)."""
+    district are not extracted' (no check_drift task, no log, no mention that it was dropped).
+    The change is one message on the notifications topic, sent before check_drift's failure alert;
+    the next run, stopping the same way, sends its failure alert and no second change message."""
     before = warehouse_state(warehouse_dsn)
+    inbox(aws)
     totesys.execute("ALTER TABLE address DROP COLUMN district")
     totesys.execute("UPDATE address SET last_updated = %s WHERE address_id = 1", (T1.replace(tzinfo=None),))
-    for attempt in range(2):  # each run stops the same way, and the change is logged once
+    envelopes = []
+    for attempt in range(2):  # each run stops the same way, and the change is logged and sent once
         dag_run = run_dag("totesys_etl", NEXT + timedelta(minutes=3 * attempt))
+        received = inbox(aws)
+        envelopes += received
+        subjects = [e["Subject"] for e in received]
+        failed = [i for i, subject in enumerate(subjects) if "FAILED totesys_etl.check_drift" in subject]
+        changed = [i for i, subject in enumerate(subjects) if "schema change" in subject]
+        assert len(failed) == 1 and changed == ([] if attempt else [0]), subjects
         assert dag_run.state == "failed"
         states = task_states(dag_run)
         [ti] = [t for t in dag_run.get_task_instances() if t.task_id == "check_drift"]
@@ -304,13 +393,18 @@ def test_dag_a_dropped_column_a_model_uses_stops_the_run_before_anything_lands(t
         assert warehouse_state(warehouse_dsn) == before, "the warehouse is unchanged"
     [logged] = schema_changes(warehouse_dsn)
     assert logged[:6] == ("address", "district", "dropped", "character varying(100)", None, "fail")
-    [alert] = [
-        json.loads(e["Message"])
-        for e in read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])
-        if "check_drift" in e["Subject"]
-    ][-1:]
+    [alert] = [json.loads(e["Message"]) for e in envelopes if "check_drift" in e["Subject"]][-1:]
     assert "address.district: dropped (character varying(100) → -)" in alert["error"], alert["error"]
     assert "a star model reads it" in alert["error"] and "docs/runbook.md" in alert["error"]
+    [(subject, message)] = drift_messages(envelopes)
+    assert subject == "[conveyor] totesys_etl schema change address.district: dropped, run STOPPED"
+    assert (message["column"], message["old"], message["new"], message["action"]) == (
+        "district",
+        "character varying(100)",
+        None,
+        "fail",
+    )
+    assert "a star model reads it" in message["detail"] and "restore the column" in message["detail"]
 
 
 @pytest.mark.parametrize("new_type", ["numeric(12,3)", "numeric(10,3)"], ids=["widening", "incompatible"])
@@ -559,10 +653,10 @@ def test_an_alter_waits_a_bounded_time_for_a_readers_lock_and_applies_nothing(bo
 class _Run:
     """What check and hold read of a DagRun."""
 
-    data_interval_end = T1
+    dag_id, run_id, data_interval_end = "totesys_etl", "scheduled__2024-03-05T20:00:00+00:00", T1
 
 
-def test_a_column_added_between_check_and_extract_is_reconciled_by_the_extract(both, pg_database):
+def test_a_column_added_between_check_and_extract_is_reconciled_by_the_extract(both, pg_database, aws):
     """The race a scheduled run can meet: check_drift passed the table on, then the source gained a
     column before extract_table read it. Without `hold` the extract wrote the new column and the
     landing COPY failed (column "region" of relation "address_landed" does not exist) on every try.
@@ -585,6 +679,10 @@ def test_a_column_added_between_check_and_extract_is_reconciled_by_the_extract(b
         "SELECT table_name, column_name, change, action, window_name FROM staging.schema_changes"
     ).fetchall()
     assert logged == [("address", "region", "added", "carry", "w1")]
+    [message] = [
+        json.loads(m["Message"]) for m in read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])
+    ]
+    assert (message["table"], message["column"], message["window"]) == ("address", "region", "w1")
 
 
 def test_a_table_the_config_adds_or_removes_is_logged_once_and_its_rows_are_kept(both):
@@ -628,3 +726,28 @@ def test_a_column_the_source_lost_before_the_first_check_is_still_a_drop(both):
     warehouse.rollback()
     accepted = warehouse.execute("SELECT count(*) FROM staging.source_schemas").fetchone()
     assert accepted == (0,), "nothing accepted while a change fails"
+
+
+def test_a_change_another_run_is_sending_is_skipped_and_every_change_is_sent_once(
+    both, warehouse_dsn, aws, monkeypatch
+):
+    """Two runs publish at once (a backfill beside the scheduled run): the row one is sending is
+    locked, so the other skips it instead of sending it too; what is left is sent by the next call."""
+    source, warehouse = both
+    monkeypatch.setenv("AIRFLOW_VAR_CONVEYOR_NOTIFICATIONS_TOPIC_ARN", aws["topics"]["notifications"])
+    reconcile(both, "w0")
+    source.execute("ALTER TABLE department ADD COLUMN cost_centre integer")
+    source.execute("ALTER TABLE department ADD COLUMN budget_code text")
+    reconcile(both, "w1")
+    warehouse.commit()
+    with psycopg.connect(warehouse_dsn) as sending:  # the other run, between its publish and its mark
+        sending.execute("SELECT 1 FROM staging.schema_changes WHERE column_name = 'cost_centre' FOR UPDATE")
+        assert drift_notices.publish_pending(warehouse, "totesys_etl", "backfill") == 1
+    assert [m["column"] for _, m in drift_messages(inbox(aws))] == ["budget_code"]
+    assert drift_notices.publish_pending(warehouse, "totesys_etl", "scheduled") == 1
+    assert drift_notices.publish_pending(warehouse, "totesys_etl", "next") == 0
+    assert [m["column"] for _, m in drift_messages(inbox(aws))] == ["cost_centre"]
+    marks = warehouse.execute(
+        "SELECT column_name, notified_by, message_id IS NOT NULL FROM staging.schema_changes ORDER BY 1"
+    ).fetchall()
+    assert marks == [("budget_code", "backfill", True), ("cost_centre", "scheduled", True)]

@@ -13,6 +13,7 @@ a stated policy.
 3. **Apply** (`reconcile`): in the warehouse, in one transaction under one lock: the carried
    ALTERs on `staging.<table>_landed` (and its newest-version view), each change in
    `staging.schema_changes`, and the accepted schema in `staging.source_schemas`.
+4. **Tell** (`drift_notices`): each logged change, once, on the notifications topic.
 
 Why the warehouse keeps the reference schema, not the watermark's manifest: the extract always
 reads the live catalog, whatever window a run covers, so the schema that matters is the one the
@@ -476,12 +477,12 @@ def _add_to_view(conn, spec, column: str) -> None:
     )
 
 
-def _log(conn, decision: Decision, window_name: str, compared_with: str, detected_at) -> None:
+def _log(conn, decision: Decision, window_name: str, compared_with: str, detected_at, run_id) -> None:
     change = decision.change
     conn.execute(
         "INSERT INTO staging.schema_changes (table_name, column_name, change, old_value, new_value, "
-        "window_name, action, detail, compared_with, detected_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        "window_name, action, detail, compared_with, detected_at, run_id) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
         (
             change.table,
             change.column,
@@ -493,19 +494,28 @@ def _log(conn, decision: Decision, window_name: str, compared_with: str, detecte
             decision.message,
             compared_with,
             detected_at,
+            run_id,
         ),
     )
 
 
 def reconcile(
-    conn, specs, live: list[SourceSchema], window_name: str, detected_at, *, whole_config: bool = True
+    conn,
+    specs,
+    live: list[SourceSchema],
+    window_name: str,
+    detected_at,
+    run_id: str | None = None,
+    *,
+    whole_config: bool = True,
 ) -> list[dict]:
     """Compare each table's live schema with the one the warehouse accepted and apply the policy,
     in one transaction under one lock (a backfill beside the scheduled runs takes its turn, then
     finds nothing left to do).
 
-    Every change is logged in staging.schema_changes. Any failure: nothing is altered or accepted,
-    the failures are logged (once per reference schema), and SchemaDriftError names them all.
+    Every change is logged in staging.schema_changes, with `run_id` (the run that detected it; its
+    message goes out after the commit: `drift_notices`). Any failure: nothing is altered or
+    accepted, the failures are logged (once per reference schema), and SchemaDriftError names them all.
     Otherwise the carried ALTERs are applied and the live schemas become the accepted ones.
     With whole_config=False (one table rechecked by its extract), an accepted table missing from
     `live` is not a removal. Returns the decisions, as dicts."""
@@ -543,7 +553,7 @@ def reconcile(
         if failures:
             for _, decision, compared_with in decided:
                 if decision.action == FAIL:
-                    _log(conn, decision, window_name, compared_with, detected_at)
+                    _log(conn, decision, window_name, compared_with, detected_at, run_id)
         else:
             if any(d.alter for _, d, _ in decided):
                 # As a migration does: DDL waits a bounded time for a reader's lock (every reader
@@ -552,7 +562,7 @@ def reconcile(
             for spec, decision, compared_with in decided:
                 if decision.alter:
                     _alter(conn, spec, decision)
-                _log(conn, decision, window_name, compared_with, detected_at)
+                _log(conn, decision, window_name, compared_with, detected_at, run_id)
                 (log.warning if decision.warning else log.info)("schema drift: %s", decision.message)
             conn.execute(
                 "DELETE FROM staging.source_schemas WHERE table_name = ANY(%s)", ([t for t, _ in removed],)
@@ -576,9 +586,11 @@ def check(
     """totesys_etl's drift check: each configured table's live schema (the source) reconciled with
     the one the warehouse accepted (after the migrations it lacks: the log is migration 003's),
     detected at the run's data interval end. Returns the specs to extract, each with the schema it
-    was checked at (`ACCEPTED`, for `hold`); raises SchemaDriftError when the policy says fail."""
+    was checked at (`ACCEPTED`, for `hold`); raises SchemaDriftError when the policy says fail.
+    Either way, once the reconcile has committed, every logged change not yet on the notifications
+    topic is published, one message each (`drift_notices`)."""
     from conveyor import postgres
-    from conveyor.totesys import migrations
+    from conveyor.totesys import drift_notices, migrations
     from conveyor.totesys.tables import TableSpec
 
     table_specs = [TableSpec.from_dict(s) for s in specs]
@@ -586,7 +598,10 @@ def check(
         live = [source_schema(conn, spec) for spec in table_specs]
     with postgres.connect(warehouse_conn_id, timeout) as conn:
         migrations.migrate(conn)
-        reconcile(conn, table_specs, live, window_name, dag_run.data_interval_end)
+        try:
+            reconcile(conn, table_specs, live, window_name, dag_run.data_interval_end, dag_run.run_id)
+        finally:  # a stopping change is on the topic before the task fails; a publish never fails it
+            drift_notices.publish_pending(conn, dag_run.dag_id, dag_run.run_id)
     return [{**spec, ACCEPTED: schema.to_dict()} for spec, schema in zip(specs, live, strict=True)]
 
 
@@ -598,6 +613,7 @@ def hold(source_conn, warehouse_conn_id: str, timeout, table: dict, window_name:
     from psycopg import sql
 
     from conveyor import postgres
+    from conveyor.totesys import drift_notices
     from conveyor.totesys.tables import TableSpec
 
     spec = TableSpec.from_dict(table)
@@ -607,4 +623,15 @@ def hold(source_conn, warehouse_conn_id: str, timeout, table: dict, window_name:
         return
     log.warning("schema drift: %s changed since check_drift; reconciling before its extract", spec.name)
     with postgres.connect(warehouse_conn_id, timeout) as conn:
-        reconcile(conn, [spec], [live], window_name, dag_run.data_interval_end, whole_config=False)
+        try:
+            reconcile(
+                conn,
+                [spec],
+                [live],
+                window_name,
+                dag_run.data_interval_end,
+                dag_run.run_id,
+                whole_config=False,
+            )
+        finally:
+            drift_notices.publish_pending(conn, dag_run.dag_id, dag_run.run_id)

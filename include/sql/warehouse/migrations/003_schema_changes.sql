@@ -8,6 +8,9 @@
 --                          table followed it) or `fail` (the run stopped before anything landed);
 --                          a table the tables config adds or removes is a change too.
 --                          A failure is logged once per reference schema, not once per run.
+--                          Each row is also one message on the notifications topic (an outbox:
+--                          published after the run's reconcile commits, then marked with the
+--                          message's id; a row still unmarked is published by the next run).
 
 CREATE TABLE IF NOT EXISTS staging.source_schemas (
     table_name   text PRIMARY KEY,
@@ -29,8 +32,13 @@ CREATE TABLE IF NOT EXISTS staging.schema_changes (
     action         text NOT NULL CHECK (action IN ('carry', 'fail')),
     detail         text NOT NULL,      -- what the policy did, or for a failure what to do
     compared_with  text NOT NULL,      -- the window whose accepted schema it was compared with
-    detected_at    timestamptz NOT NULL  -- the run's data interval end (never the clock)
+    detected_at    timestamptz NOT NULL, -- the run's data interval end (never the clock)
+    run_id         text,               -- the run that detected it
+    message_id     text,               -- its SNS message's id; NULL: not on the topic yet
+    notified_by    text                -- the run that published it
 );
 CREATE UNIQUE INDEX IF NOT EXISTS schema_changes_failed_once ON staging.schema_changes
     (table_name, column_name, change, coalesce(old_value, ''), coalesce(new_value, ''), compared_with)
     WHERE action = 'fail';
+CREATE INDEX IF NOT EXISTS schema_changes_unnotified ON staging.schema_changes (change_id)
+    WHERE message_id IS NULL;
