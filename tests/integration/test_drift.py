@@ -121,6 +121,26 @@ def test_retypes_made_by_real_ddl_are_classified(db, old, new, kind):
     assert (column, change, retype) == ("v", "retyped", kind), (before, after)
 
 
+@pytest.mark.parametrize(
+    ("have", "want", "becomes"),
+    [
+        ("integer", "bigint", "bigint"),
+        ("bigint", "integer", "bigint"),  # already holds it: unchanged
+        ("numeric(10,2)", "numeric(12,3)", "numeric(12,3)"),
+        ("numeric(14,2)", "numeric(12,3)", "numeric(15,3)"),  # 12 integer digits and 3 decimals
+        ("integer", "numeric(12,2)", "numeric(12,2)"),
+        ("numeric(10,2)", "numeric", "numeric"),
+        ("text", "character varying(40)", "text"),
+        ("timestamp without time zone", "timestamp with time zone", "timestamp with time zone"),
+        ("integer", "text", None),  # nothing holds both exactly: the widening fails, unaltered
+    ],
+)
+def test_a_column_widens_to_the_narrowest_type_that_holds_both(have, want, becomes):
+    from conveyor.totesys import widen
+
+    assert widen.wider(have, want) == becomes
+
+
 POLICY = drift.DEFAULT_POLICY
 
 
