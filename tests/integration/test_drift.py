@@ -439,6 +439,56 @@ def test_dag_an_integer_widened_to_bigint_carries_a_value_past_2_31_exactly(tote
     assert len(schema_changes(warehouse_dsn)) == 2, "an accepted widening is not detected again"
 
 
+def test_dag_a_widening_behind_a_readers_lock_fails_retryably_then_is_carried(totesys, warehouse_dsn):
+    """An analyst's open transaction on staging.sales_order while unit_price widens: check_drift's
+    DROP VIEW waits at most migrations.LOCK_TIMEOUT, that try fails (LockNotAvailable: retried,
+    unlike a schema change); the reader gone, the retry carries the widening and 5.555 arrives.
+    On the branch base (0c45293): check_drift failed on try 1 for good ("not automated yet")."""
+    import threading
+    import time
+
+    totesys.execute("ALTER TABLE sales_order ALTER COLUMN unit_price TYPE numeric(12,3)")
+    totesys.execute(
+        "UPDATE sales_order SET unit_price = 5.555, last_updated = %s WHERE sales_order_id = 1",
+        (T1.replace(tzinfo=None),),
+    )
+    reader = psycopg.connect(warehouse_dsn)
+    reader.execute("SELECT count(*) FROM staging.sales_order")  # holds its lock till it ends
+    waits = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DROP VIEW%'"
+    seen = {}
+
+    def release_once_a_drop_gave_up():
+        with psycopg.connect(warehouse_dsn, autocommit=True) as watcher:
+            for wanted, key in ((True, "waited"), (False, "gave_up")):  # it waits, then gives up
+                deadline = time.monotonic() + 120
+                while (watcher.execute(waits).fetchone()[0] > 0) != wanted and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                seen[key] = time.monotonic()
+        reader.rollback()
+
+    watcher = threading.Thread(target=release_once_a_drop_gave_up, daemon=True)
+    watcher.start()
+    try:
+        dag_run = run_dag("totesys_etl", NEXT)
+    finally:
+        watcher.join(timeout=150)
+        reader.close()
+    waited = seen["gave_up"] - seen["waited"]
+    assert 5 < waited < 40, f"the DROP VIEW waited {waited:.1f} s (lock_timeout 10 s)"
+    assert dag_run.state == "success", task_states(dag_run)
+    [ti] = [t for t in dag_run.get_task_instances() if t.task_id == "check_drift"]
+    assert (ti.state, ti.try_number) == ("success", 2), "the first try gave up, the retry applied it"
+    with psycopg.connect(warehouse_dsn) as conn:
+        fact = conn.execute(
+            "SELECT unit_price FROM fact_sales_order WHERE sales_order_id = 1 "
+            "ORDER BY last_updated_date DESC, last_updated_time DESC"
+        ).fetchone()
+    assert fact == (Decimal("5.555"),)
+    assert [row[5] for row in schema_changes(warehouse_dsn)] == ["carry"], (
+        "logged once, by the try that applied it"
+    )
+
+
 # --- reconciling with the warehouse (real source and warehouse databases, no Airflow) -------------
 
 SPECS = [ADDRESS, TableSpec("department", "department_id", "last_updated")]
