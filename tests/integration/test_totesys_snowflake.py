@@ -398,3 +398,8 @@ def test_the_widenings_a_window_needs_raise_precision_and_refuse_a_scale_change(
     too_wide = {"fact_payment": {"PAYMENT_AMOUNT": (38, 0)}}  # 38 integer digits + 2 decimals > 38
     alters, refused = to_snowflake.number_widenings(too_wide, columns)
     assert alters == [] and len(refused) == 2 and "more than 38 digits" in refused[0]
+    unconstrained = {"fact_payment": {"PAYMENT_AMOUNT": None}}  # Postgres numeric: exported as text
+    alters, refused = to_snowflake.number_widenings(unconstrained, columns)
+    assert alters == [] and "numbers of any precision and scale" in refused[0]
+    text = {"fact_payment": {"ITEM_CODE": None}}  # a VARCHAR in Snowflake: nothing to do
+    assert to_snowflake.number_widenings(text, columns) == ([], [])

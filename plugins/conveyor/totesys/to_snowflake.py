@@ -108,8 +108,9 @@ def window_files(s3, bucket: str, window: dict) -> dict[str, str]:
     return found
 
 
-def file_numbers(s3, bucket: str, key: str) -> dict[str, tuple[int, int]]:
-    """{COLUMN: (precision, scale)} of the numbers in a Parquet file's schema (its footer only)."""
+def file_numbers(s3, bucket: str, key: str) -> dict[str, tuple[int, int] | None]:
+    """{COLUMN: (precision, scale)} of the numbers in a Parquet file's schema (its footer only);
+    None for a text column (what an unconstrained Postgres numeric exports as)."""
     import io
 
     import pyarrow.parquet as pq
@@ -124,15 +125,19 @@ def file_numbers(s3, bucket: str, key: str) -> dict[str, tuple[int, int]]:
             numbers[field.name.upper()] = (_INTEGER_DIGITS[kind], 0)
         elif match := _DECIMAL.fullmatch(kind):
             numbers[field.name.upper()] = (int(match[1]), int(match[2]))
+        elif kind in ("string", "large_string"):
+            numbers[field.name.upper()] = None
     return numbers
 
 
 def number_widenings(
-    needed: dict[str, dict[str, tuple[int, int]]], columns: dict[tuple[str, str], tuple[int, int]]
+    needed: dict[str, dict[str, tuple[int, int] | None]], columns: dict[tuple[str, str], tuple[int, int]]
 ) -> tuple[list[tuple[str, str, int, int]], list[str]]:
     """What the Snowflake columns need to hold the files' numbers exactly.
 
-    `needed`: {star table: {COLUMN: (precision, scale)}} of the files; `columns`: {(TABLE, COLUMN):
+    `needed`: {star table: {COLUMN: (precision, scale), or None for text}} of the files (text where
+    Snowflake has a NUMBER: a Postgres star column widened to an unconstrained numeric, whose
+    values no NUMBER(p, s) is sure to hold); `columns`: {(TABLE, COLUMN):
     (precision, scale)} of the NUMBER columns in Snowflake. Returns (the ALTERs: (TABLE, COLUMN,
     new precision, scale), for the star table and its staging table; the columns no ALTER can make
     hold them, each named with what it is and what it needs). Snowflake raises a NUMBER's precision
@@ -141,10 +146,17 @@ def number_widenings(
     alters, refused = [], []
     for table, numbers in needed.items():
         for target in (table.upper(), f"{table.upper()}_STAGING"):
-            for column, (precision, scale) in sorted(numbers.items()):
+            for column, held in sorted(numbers.items()):
                 if (target, column) not in columns:
                     continue  # not a NUMBER here (or not a column): COPY says what it makes of it
                 have_precision, have_scale = columns[(target, column)]
+                if held is None:
+                    refused.append(
+                        f"{target}.{column} is NUMBER({have_precision}, {have_scale}); the window's file holds "
+                        "numbers of any precision and scale (an unconstrained numeric in Postgres)"
+                    )
+                    continue
+                precision, scale = held
                 digits = max(precision - scale, have_precision - have_scale)
                 if precision - scale <= have_precision - have_scale and scale <= have_scale:
                     continue

@@ -114,7 +114,8 @@ def dependent_views(conn, relation: str, column: str) -> list[tuple]:
 def retype(conn, relation: str, column: str, have: str, new_type: str, change: Change) -> str:
     """ALTER relation.column TYPE new_type, with every view that reads it dropped first and recreated
     after from its own definition (Postgres refuses to retype a column a view reads); each view
-    keeps its options, owner, comment and grants. A view its definition no longer makes (e.g. a
+    keeps its options, owner, comment and grants (not column comments, column grants, rules or
+    triggers on a view: the warehouse has none). A view its definition no longer makes (e.g. a
     function it calls takes the old type) stops the change: SchemaDriftError, nothing applied."""
     import psycopg
     from psycopg import sql
