@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -122,6 +123,26 @@ def test_retypes_made_by_real_ddl_are_classified(db, old, new, kind):
         db, spec, f"ALTER TABLE probe ALTER COLUMN v TYPE {new} USING NULL"
     )
     assert (column, change, retype) == ("v", "retyped", kind), (before, after)
+
+
+@pytest.mark.parametrize(
+    ("have", "want", "becomes"),
+    [
+        ("integer", "bigint", "bigint"),
+        ("bigint", "integer", "bigint"),  # already holds it: unchanged
+        ("numeric(10,2)", "numeric(12,3)", "numeric(12,3)"),
+        ("numeric(14,2)", "numeric(12,3)", "numeric(15,3)"),  # 12 integer digits and 3 decimals
+        ("integer", "numeric(12,2)", "numeric(12,2)"),
+        ("numeric(10,2)", "numeric", "numeric"),
+        ("text", "character varying(40)", "text"),
+        ("timestamp without time zone", "timestamp with time zone", "timestamp with time zone"),
+        ("integer", "text", None),  # nothing holds both exactly: the widening fails, unaltered
+    ],
+)
+def test_a_column_widens_to_the_narrowest_type_that_holds_both(have, want, becomes):
+    from conveyor.totesys import widen
+
+    assert widen.wider(have, want) == becomes
 
 
 POLICY = drift.DEFAULT_POLICY
@@ -248,12 +269,26 @@ def warehouse_state(warehouse_dsn) -> dict[str, list[tuple]]:
         }
 
 
-def schema_changes(warehouse_dsn) -> list[tuple]:
+def schema_changes(warehouse_dsn, detail: bool = False) -> list[tuple]:
     with psycopg.connect(warehouse_dsn) as conn:
         return conn.execute(
-            "SELECT table_name, column_name, change, old_value, new_value, action, window_name, detected_at "
-            "FROM staging.schema_changes ORDER BY change_id"
+            "SELECT table_name, column_name, change, old_value, new_value, action, window_name, detected_at"
+            + (", detail" if detail else "")
+            + " FROM staging.schema_changes ORDER BY change_id"
         ).fetchall()
+
+
+def typed(conn, relations, *columns) -> list[str]:
+    """format_type() of each relation's columns, relation by relation."""
+    return [
+        conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attname = %s",
+            (relation, column),
+        ).fetchone()[0]
+        for relation in relations
+        for column in columns
+    ]
 
 
 def inbox(aws) -> list[dict]:
@@ -410,8 +445,13 @@ def test_dag_a_dropped_column_a_model_uses_stops_the_run_before_anything_lands(t
 @pytest.mark.parametrize("new_type", ["numeric(12,3)", "numeric(10,3)"], ids=["widening", "incompatible"])
 def test_dag_a_numeric_whose_scale_grows_is_never_rounded(totesys, warehouse_dsn, new_type):
     """unit_price numeric(10,2) → three decimals: landing it in numeric(10,2) would round 5.555 to
-    5.56. A widening the landing column cannot hold yet and an incompatible retype both stop the run
-    naming the column. On the code before drift handling, the run succeeded with 5.56 landed."""
+    5.56. A widening (numeric(12,3): more integer and fraction digits) is carried: the landing
+    column, staging.sales_order and fact_sales_order.unit_price become numeric(12,3) and 5.555
+    arrives exactly. An incompatible retype (numeric(10,3): a digit moves from the integer part)
+    stops the run naming the column, the warehouse unchanged.
+
+    On the code before drift handling, both runs succeeded with 5.56 landed; on the branch base
+    (0c45293) the widening failed in check_drift ("not automated yet")."""
     before = warehouse_state(warehouse_dsn)
     totesys.execute(f"ALTER TABLE sales_order ALTER COLUMN unit_price TYPE {new_type}")
     totesys.execute(
@@ -419,11 +459,133 @@ def test_dag_a_numeric_whose_scale_grows_is_never_rounded(totesys, warehouse_dsn
         (T1.replace(tzinfo=None),),
     )
     dag_run = run_dag("totesys_etl", NEXT)
-    assert dag_run.state == "failed"
-    assert task_states(dag_run)["check_drift"] == ["failed"]
-    assert warehouse_state(warehouse_dsn) == before, "nothing landed: nothing rounded"
-    [logged] = schema_changes(warehouse_dsn)
-    assert logged[:6] == ("sales_order", "unit_price", "retyped", "numeric(10,2)", new_type, "fail")
+    if new_type == "numeric(10,3)":
+        assert dag_run.state == "failed"
+        assert task_states(dag_run)["check_drift"] == ["failed"]
+        assert warehouse_state(warehouse_dsn) == before, "nothing landed: nothing rounded"
+        [logged] = schema_changes(warehouse_dsn)
+        assert logged[:6] == ("sales_order", "unit_price", "retyped", "numeric(10,2)", new_type, "fail")
+        return
+    assert dag_run.state == "success", task_states(dag_run)
+    with psycopg.connect(warehouse_dsn) as conn:
+        landed = conn.execute(
+            "SELECT unit_price FROM staging.sales_order_landed WHERE sales_order_id = 1 ORDER BY last_updated DESC"
+        ).fetchone()
+        newest = conn.execute(
+            "SELECT unit_price FROM staging.sales_order WHERE sales_order_id = 1"
+        ).fetchone()
+        fact = conn.execute(
+            "SELECT unit_price FROM fact_sales_order WHERE sales_order_id = 1 "
+            "ORDER BY last_updated_date DESC, last_updated_time DESC"
+        ).fetchone()
+        types = typed(
+            conn, ("staging.sales_order_landed", "staging.sales_order", "fact_sales_order"), "unit_price"
+        )
+    assert (landed, newest, fact) == ((Decimal("5.555"),),) * 3, "never rounded"
+    assert types == ["numeric(12,3)"] * 3
+    [logged] = schema_changes(warehouse_dsn, detail=True)
+    assert logged[:6] == ("sales_order", "unit_price", "retyped", "numeric(10,2)", new_type, "carry")
+    assert "staging.sales_order_landed.unit_price numeric(10,2) → numeric(12,3)" in logged[-1], logged[-1]
+    assert "fact_sales_order.unit_price numeric(10,2) → numeric(12,3)" in logged[-1], logged[-1]
+
+
+def test_dag_an_integer_widened_to_bigint_carries_a_value_past_2_31_exactly(totesys, warehouse_dsn):
+    """sales_order_id (the key, read by the newest-version view and the window views) and
+    units_sold integer → bigint, and an order with values past 2^31: the landing columns, the views
+    and fact_sales_order widen, the values arrive exactly, the export and the gate pass.
+
+    On the branch base (0c45293): check_drift failed ("... is integer and must become bigint; ...
+    not automated yet"); before drift handling, land_table failed (COPY: value out of range)."""
+    big_id, big_units = 3_000_000_000, 3_000_000_001
+    totesys.execute("ALTER TABLE sales_order ALTER COLUMN sales_order_id TYPE bigint")
+    totesys.execute("ALTER TABLE sales_order ALTER COLUMN units_sold TYPE bigint")
+    columns = [
+        c
+        for (c,) in totesys.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'sales_order' "
+            "AND column_name NOT IN ('sales_order_id', 'units_sold', 'last_updated') ORDER BY ordinal_position"
+        )
+    ]
+    listed = ", ".join(columns)
+    totesys.execute(
+        f"INSERT INTO sales_order (sales_order_id, units_sold, last_updated, {listed}) "
+        f"SELECT %s, %s, %s, {listed} FROM sales_order WHERE sales_order_id = 1",
+        (big_id, big_units, T1.replace(tzinfo=None)),
+    )
+    dag_run = run_dag("totesys_etl", NEXT)
+    assert dag_run.state == "success", task_states(dag_run)
+    with psycopg.connect(warehouse_dsn) as conn:
+        query = "SELECT sales_order_id, units_sold FROM {} WHERE sales_order_id > 2147483647"
+        found = [
+            conn.execute(query.format(t)).fetchall()
+            for t in ("staging.sales_order_landed", "staging.sales_order", "fact_sales_order")
+        ]
+        covered = conn.execute(
+            "SELECT count(*) FROM staging.fact_sales_order_window WHERE sales_order_id = %s", (big_id,)
+        ).fetchone()
+        types = typed(
+            conn, ("staging.sales_order_landed", "fact_sales_order"), "sales_order_id", "units_sold"
+        )
+    assert found == [[(big_id, big_units)]] * 3, "arrived exactly"
+    assert covered[0] >= 1, "the window views were recreated and see it"
+    assert types == ["bigint"] * 4
+    assert [row[:6] for row in schema_changes(warehouse_dsn)] == [
+        ("sales_order", "sales_order_id", "retyped", "integer", "bigint", "carry"),
+        ("sales_order", "units_sold", "retyped", "integer", "bigint", "carry"),
+    ]
+    again = run_dag("totesys_etl", NEXT + timedelta(minutes=3))
+    assert again.state == "success", task_states(again)
+    assert len(schema_changes(warehouse_dsn)) == 2, "an accepted widening is not detected again"
+
+
+def test_dag_a_widening_behind_a_readers_lock_fails_retryably_then_is_carried(totesys, warehouse_dsn):
+    """An analyst's open transaction on staging.sales_order while unit_price widens: check_drift's
+    DROP VIEW waits at most migrations.LOCK_TIMEOUT, that try fails (LockNotAvailable: retried,
+    unlike a schema change); the reader gone, the retry carries the widening and 5.555 arrives.
+    On the branch base (0c45293): check_drift failed on try 1 for good ("not automated yet")."""
+    import threading
+    import time
+
+    totesys.execute("ALTER TABLE sales_order ALTER COLUMN unit_price TYPE numeric(12,3)")
+    totesys.execute(
+        "UPDATE sales_order SET unit_price = 5.555, last_updated = %s WHERE sales_order_id = 1",
+        (T1.replace(tzinfo=None),),
+    )
+    reader = psycopg.connect(warehouse_dsn)
+    reader.execute("SELECT count(*) FROM staging.sales_order")  # holds its lock till it ends
+    waits = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DROP VIEW%'"
+    seen = {}
+
+    def release_once_a_drop_gave_up():
+        with psycopg.connect(warehouse_dsn, autocommit=True) as watcher:
+            for wanted, key in ((True, "waited"), (False, "gave_up")):  # it waits, then gives up
+                deadline = time.monotonic() + 120
+                while (watcher.execute(waits).fetchone()[0] > 0) != wanted and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                seen[key] = time.monotonic()
+        reader.rollback()
+
+    watcher = threading.Thread(target=release_once_a_drop_gave_up, daemon=True)
+    watcher.start()
+    try:
+        dag_run = run_dag("totesys_etl", NEXT)
+    finally:
+        watcher.join(timeout=150)
+        reader.close()
+    waited = seen["gave_up"] - seen["waited"]
+    assert 5 < waited < 40, f"the DROP VIEW waited {waited:.1f} s (lock_timeout 10 s)"
+    assert dag_run.state == "success", task_states(dag_run)
+    [ti] = [t for t in dag_run.get_task_instances() if t.task_id == "check_drift"]
+    assert (ti.state, ti.try_number) == ("success", 2), "the first try gave up, the retry applied it"
+    with psycopg.connect(warehouse_dsn) as conn:
+        fact = conn.execute(
+            "SELECT unit_price FROM fact_sales_order WHERE sales_order_id = 1 "
+            "ORDER BY last_updated_date DESC, last_updated_time DESC"
+        ).fetchone()
+    assert fact == (Decimal("5.555"),)
+    assert [row[5] for row in schema_changes(warehouse_dsn)] == ["carry"], (
+        "logged once, by the try that applied it"
+    )
 
 
 def test_dag_a_dropped_column_no_model_uses_is_carried_with_a_warning(totesys, warehouse_dsn):
@@ -589,24 +751,115 @@ def test_a_dropped_unused_column_is_carried_and_its_not_null_relaxed(both):
     assert landed_columns(warehouse, "department")["budget_code"] == ("text", True), "NULL from now on"
 
 
-def test_a_widening_the_landing_column_already_holds_is_carried_and_one_it_does_not_fails_unaltered(both):
+def views(warehouse) -> dict[str, str]:
+    """Every view in staging, by name, with its definition."""
+    rows = warehouse.execute(
+        "SELECT viewname, definition FROM pg_views WHERE schemaname = 'staging' ORDER BY 1"
+    ).fetchall()
+    warehouse.commit()
+    return dict(rows)
+
+
+def test_a_widening_is_carried_into_the_landing_column_and_every_view_that_reads_it(both):
+    """department_id integer → bigint: staging.department_landed's column is read by
+    staging.department, which staging.dim_staff_source reads, and by staging.dim_staff_window:
+    Postgres refuses the ALTER until they are dropped. Each is recreated from its own definition,
+    with its options, comment and grants; a widening the landing column already holds (varchar →
+    text) needs nothing. On the branch base (0c45293) the bigint widening failed: "... is integer
+    and must become bigint; widening a landing column the star's views read is not automated yet"."""
     source, warehouse = both
     assert reconcile(both, "w0") == [], "the first check accepts the schema as it is"
     source.execute("ALTER TABLE department ALTER COLUMN manager TYPE varchar(200)")  # landing: text
     [decided] = reconcile(both, "w1")
     assert decided["action"] == "carry" and landed_columns(warehouse, "department")["manager"][0] == "text"
+
+    warehouse.execute(
+        "DO $$ BEGIN CREATE ROLE conveyor_drift_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
+    warehouse.execute("GRANT SELECT ON staging.department TO conveyor_drift_reader")
+    warehouse.execute("COMMENT ON VIEW staging.department IS 'the newest department versions'")
+    warehouse.execute("ALTER VIEW staging.department SET (security_barrier = true)")
+    warehouse.commit()
+    before = views(warehouse)
     source.execute("ALTER TABLE department ALTER COLUMN department_id TYPE bigint")  # landing: integer
-    with pytest.raises(drift.SchemaDriftError, match=r"department.department_id: widening retype") as failed:
-        reconcile(both, "w2")
-    assert "staging.department_landed.department_id is integer and must become bigint" in str(failed.value)
+    [decided] = reconcile(both, "w2")
+    assert decided == {
+        "change": "department.department_id: widening retype (integer → bigint)",
+        "action": "carry",
+        "warning": False,
+    }
+    assert landed_columns(warehouse, "department")["department_id"] == ("bigint", False)
+    assert views(warehouse) == before, "every view recreated from its own definition"
+    kept = warehouse.execute(
+        "SELECT obj_description('staging.department'::regclass, 'pg_class'), "
+        "has_table_privilege('conveyor_drift_reader', 'staging.department', 'SELECT'), "
+        "(SELECT reloptions FROM pg_class WHERE oid = 'staging.department'::regclass), "
+        "(SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        " WHERE attrelid = 'staging.department'::regclass AND attname = 'department_id')"
+    ).fetchone()
+    assert kept == ("the newest department versions", True, ["security_barrier=true"], "bigint")
+    [(detail,)] = warehouse.execute(
+        "SELECT detail FROM staging.schema_changes WHERE window_name = 'w2'"
+    ).fetchall()
+    assert "staging.department_landed.department_id integer → bigint, views recreated: " in detail, detail
+    for view in ("staging.department", "staging.dim_staff_source", "staging.dim_staff_window"):
+        assert view in detail, detail
+    warehouse.commit()
+    assert reconcile(both, "w3") == [], "accepted: nothing to do the second time"
+
+
+def test_a_widening_waits_a_bounded_time_for_a_view_readers_lock_and_applies_nothing(both, warehouse_dsn):
+    """An analyst's open transaction on staging.sales_order (the view): dropping it for the ALTER
+    gives up after migrations.LOCK_TIMEOUT with LockNotAvailable (not a SchemaDriftError: the task
+    retries) instead of queueing every reader behind it. On the branch base (0c45293) it failed
+    without retry (SchemaDriftError: "not automated yet")."""
+    import time
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from conveyor.totesys import migrations
+
+    source, warehouse = both
+    specs = [TableSpec("sales_order", "sales_order_id", "last_updated")]
+    reconcile(both, "w0", specs)
+    source.execute("ALTER TABLE sales_order ALTER COLUMN unit_price TYPE numeric(12,3)")
+    with psycopg.connect(warehouse_dsn) as reader:
+        reader.execute("SELECT count(*) FROM staging.sales_order")  # holds its lock till commit
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.LockNotAvailable) as waited:
+            reconcile(both, "w1", specs)
+        took = time.monotonic() - started
+        warehouse.rollback()
+    assert not isinstance(waited.value, AirflowFailException), "a retry may find the lock free"
+    bound = int(migrations.LOCK_TIMEOUT.removesuffix("s"))
+    assert took < bound + 30, f"waited {took:.1f} s"
+    assert landed_columns(warehouse, "sales_order")["unit_price"][0] == "numeric(10,2)"
+    assert warehouse.execute("SELECT count(*) FROM staging.schema_changes").fetchone() == (0,)
+    assert "sales_order" in views(warehouse)
+    assert reconcile(both, "w2", specs)[0]["action"] == "carry", "the retry, the lock gone, applies it"
+    assert landed_columns(warehouse, "sales_order")["unit_price"][0] == "numeric(12,3)"
+
+
+def test_a_widening_a_view_cannot_follow_stops_the_run_naming_the_view_and_applies_nothing(both):
+    """The cursor timestamp → timestamptz is a widening, but staging.dim_location_source calls
+    staging.version_us(timestamp) on it: recreated over the widened column, the view would not
+    resolve. The run stops (SchemaDriftError: no retry) naming the column and the view, and every
+    ALTER is undone."""
+    source, warehouse = both
+    reconcile(both, "w0")
+    before = views(warehouse)
+    source.execute("ALTER TABLE address ALTER COLUMN last_updated TYPE timestamptz")
+    with pytest.raises(drift.SchemaDriftError) as failed:
+        reconcile(both, "w1")
     warehouse.rollback()
-    assert landed_columns(warehouse, "department")["department_id"][0] == "integer"
-    logged = warehouse.execute(
-        "SELECT column_name, action FROM staging.schema_changes WHERE window_name = 'w2'"
+    message = str(failed.value)
+    assert message.startswith("address.last_updated: widening retype (timestamp without time zone → ")
+    assert (
+        "staging.dim_location_source cannot be recreated over staging.address_landed.last_updated" in message
     )
-    assert logged.fetchall() == [("department_id", "fail")], (
-        "nothing of a failed reconcile is kept but its failures"
-    )
+    assert "function staging.version_us(timestamp with time zone) does not exist" in message
+    assert landed_columns(warehouse, "address")["last_updated"][0] == "timestamp without time zone"
+    assert views(warehouse) == before, "every view as it was"
 
 
 def test_two_runs_that_check_at_once_apply_a_change_once(both, warehouse_dsn):

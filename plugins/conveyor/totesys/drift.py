@@ -11,8 +11,11 @@ a stated policy.
    Some changes only ever fail: a dropped column a star model uses, an incompatible retype, a
    changed primary key, a dropped or retyped cursor.
 3. **Apply** (`reconcile`): in the warehouse, in one transaction under one lock: the carried
-   ALTERs on `staging.<table>_landed` (and its newest-version view), each change in
-   `staging.schema_changes`, and the accepted schema in `staging.source_schemas`.
+   ALTERs on `staging.<table>_landed` (and its newest-version view; for a widening, the star
+   columns that hold the column, star.yml's `holds`, with every view that reads either dropped
+   and recreated from its own definition), each change in `staging.schema_changes`, and the
+   accepted schema in `staging.source_schemas`. (Snowflake's star columns follow when a window
+   with the wider values loads: conveyor.totesys.to_snowflake.)
 4. **Tell** (`drift_notices`): each logged change, once, on the notifications topic.
 
 Why the warehouse keeps the reference schema, not the watermark's manifest: the extract always
@@ -30,7 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -411,15 +414,16 @@ def _reference(conn, live: SourceSchema) -> tuple[SourceSchema, str]:
     return SourceSchema(live.table, tuple(known + gone), live.primary_key), BASELINE
 
 
-def _alter(conn, spec, decision: Decision) -> None:
+def _alter(conn, spec, decision: Decision) -> Decision:
     """The landing table's DDL for one carried change (and its newest-version view, for a column
-    added)."""
+    added; for a widening, the star columns that hold it and the views that read them). Returns
+    the decision, its message saying what a widening altered."""
     from psycopg import sql
 
     change = decision.change
     landed = _landed(conn, change.table)
-    if not landed:
-        return  # no landing table yet: its first landing makes it from the extract's columns
+    if not landed and decision.alter != "type":
+        return decision  # no landing table yet: its first landing makes it from the extract's columns
     table = sql.Identifier("staging", f"{change.table}_landed")
     column = sql.Identifier(change.column)
     if decision.alter == "add":
@@ -432,21 +436,27 @@ def _alter(conn, spec, decision: Decision) -> None:
         _add_to_view(conn, spec, change.column)
     elif decision.alter == "drop not null" and change.column in landed:
         conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(table, column))
-    elif decision.alter == "type" and (problem := _unwidened(conn, decision)):
-        raise SchemaDriftError(problem)  # reconcile turns these into failures before altering
+    elif decision.alter == "type":
+        if problem := _unwidened(conn, decision):
+            raise SchemaDriftError(problem)  # reconcile turns these into failures before altering
+        from conveyor.totesys import widen
+
+        done = widen.widen(conn, decision.change)
+        note = "; ".join(done) if done else "the landing and star columns already hold it"
+        return replace(decision, message=f"{decision.message}: {note}")  # the log's detail
+    return decision
 
 
 def _unwidened(conn, decision: Decision) -> str | None:
-    """Why a carried widening cannot be applied (None: the landing column already holds every
-    value of the new type, or there is no landing column yet)."""
-    change = decision.change
-    now_landed, wanted = _landed(conn, change.table).get(change.column), landing_type(change.new)
-    if now_landed is None or now_landed == wanted or classify(wanted, now_landed) == "widening":
-        return None
-    return (
-        f"{change.describe()}: staging.{change.table}_landed.{change.column} is {now_landed} and must "
-        f"become {wanted}; widening a landing column the star's views read is not automated yet"
-    )
+    """Why a carried widening cannot be applied (None: it can, or nothing needs it): a star column
+    that holds the source column and no type widens to hold its new type."""
+    from conveyor.totesys import widen
+
+    try:
+        widen.needed(conn, decision.change)
+    except SchemaDriftError as refused:
+        return str(refused)
+    return None
 
 
 def _add_to_view(conn, spec, column: str) -> None:
@@ -561,7 +571,7 @@ def reconcile(
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (migrations.LOCK_TIMEOUT,))
             for spec, decision, compared_with in decided:
                 if decision.alter:
-                    _alter(conn, spec, decision)
+                    decision = _alter(conn, spec, decision)
                 _log(conn, decision, window_name, compared_with, detected_at, run_id)
                 (log.warning if decision.warning else log.info)("schema drift: %s", decision.message)
             conn.execute(
