@@ -100,6 +100,10 @@ def test_a_primary_key_change_is_named(db):
         ("numeric(10,2)", "numeric", "widening"),
         ("integer", "numeric(12,2)", "widening"),
         ("integer", "numeric(8,0)", "narrowing"),
+        ("integer", "numeric(10,0)", "widening"),  # 2147483647 has 10 digits
+        ("numeric(10,0)", "integer", "narrowing"),  # 9999999999 is past 2^31
+        ("numeric(9,0)", "integer", "widening"),
+        ("numeric(19,0)", "bigint", "narrowing"),
         ("varchar(20)", "varchar(40)", "widening"),
         ("varchar(40)", "varchar(20)", "narrowing"),
         ("varchar(20)", "text", "widening"),
@@ -936,6 +940,106 @@ def test_a_column_added_between_check_and_extract_is_reconciled_by_the_extract(b
         json.loads(m["Message"]) for m in read_messages(aws["session"], aws["queues"][NOTIFICATIONS_INBOX])
     ]
     assert (message["table"], message["column"], message["window"]) == ("address", "region", "w1")
+
+
+SALES_ORDER = TableSpec("sales_order", "sales_order_id", "last_updated")
+
+
+def test_a_retype_made_before_there_was_a_reference_is_still_widened_never_rounded(both):
+    """The runbook's reset (or the first check after migration 003): no accepted schema, so the
+    live types were taken as they are, and numeric(12,3) went on landing into numeric(10,2),
+    rounded (found by review: `reconcile` returned [] and the landing stayed numeric(10,2)). Now
+    the landing column itself is compared: the retype is a widening from it, and carried."""
+    source, warehouse = both
+    source.execute("ALTER TABLE sales_order ALTER COLUMN unit_price TYPE numeric(12,3)")
+    [decided] = reconcile(both, "w0", [SALES_ORDER])
+    assert decided["action"] == "carry", decided
+    assert "sales_order.unit_price: widening retype (numeric(10,2) → numeric(12,3))" in decided["change"]
+    assert landed_columns(warehouse, "sales_order")["unit_price"] == ("numeric(12,3)", False)
+    assert reconcile(both, "w1", [SALES_ORDER]) == []
+
+
+def test_a_column_dropped_and_added_back_wider_widens_its_landing_column(both):
+    """Found by review: the re-added column's landing column still existed, so nothing was altered
+    and varchar(40) values went into the varchar(10) left behind (a COPY error every run)."""
+    source, warehouse = both
+    reconcile(both, "w0")
+    source.execute("ALTER TABLE address ADD COLUMN region varchar(10)")
+    reconcile(both, "w1")
+    source.execute("ALTER TABLE address DROP COLUMN region")
+    reconcile(both, "w2")
+    source.execute("ALTER TABLE address ADD COLUMN region varchar(40)")
+    decided = [d["change"] for d in reconcile(both, "w3")]
+    assert decided == [
+        "address.region: added (- → character varying(40))",
+        "address.region: widening retype (character varying(10) → character varying(40))",
+    ], decided
+    assert landed_columns(warehouse, "address")["region"] == ("character varying(40)", True)
+
+
+def test_a_column_the_landing_table_lacks_is_added_whatever_the_accepted_schema_says(both):
+    """An accepted schema that names a column the landing table lacks (the landing table made
+    before the column was accepted, or restored from a backup): the column is added, not left for
+    a COPY that cannot find it."""
+    source, warehouse = both
+    source.execute("ALTER TABLE address ADD COLUMN region varchar(40)")
+    reconcile(both, "w0")
+    # As a restore from before the column would have it (its views go with it: not needed here).
+    warehouse.execute("ALTER TABLE staging.address_landed DROP COLUMN region CASCADE")
+    warehouse.commit()
+    [decided] = reconcile(both, "w1")
+    assert decided["change"] == "address.region: added (- → character varying(40))"
+    assert landed_columns(warehouse, "address")["region"] == ("character varying(40)", True)
+
+
+def test_a_not_null_dropped_from_a_column_a_not_null_star_column_holds_stops_the_run(db):
+    """Found by review: address.city NOT NULL → NULL was carried, and the first NULL city then
+    failed model_dimensions on dim_location.city (NOT NULL), after landing, with no log row; every
+    later run too. Now it stops before anything lands, naming the star column."""
+    made, plan = decisions(db, "ALTER TABLE address ALTER COLUMN city DROP NOT NULL")
+    assert made == [("city", "fail", None, False)]
+    [failure] = plan.failures
+    assert "dim_location.city" in failure.message and "NOT NULL" in failure.message, failure.message
+    relaxed, _ = decisions(db, "ALTER TABLE address ALTER COLUMN address_line_2 SET NOT NULL")
+    assert relaxed == [("address_line_2", "carry", None, False)], "a stricter source needs nothing"
+
+
+def test_a_run_that_waited_for_the_lock_compares_what_the_source_has_now(both, pg_database, aws):
+    """Found by review: check_drift read the source, then waited for another run's lock; the
+    other run accepted a column meanwhile, and this one compared its stale read with it: a bogus
+    'dropped', the accepted schema set back, then 'added' again (three log rows, three messages,
+    for one change). The live schema is now read once the lock is held."""
+    import threading
+
+    source, warehouse = both
+    timeout = timedelta(seconds=30)
+    drift.check("totesys_db", "warehouse_db", timeout, [ADDRESS.to_dict()], "w0", _Run)
+    warehouse.execute("SELECT pg_advisory_lock(hashtext('conveyor.totesys.drift'))")  # another run's
+    warehouse.commit()
+    result = {}
+    waiting = threading.Thread(
+        target=lambda: result.update(
+            specs=drift.check("totesys_db", "warehouse_db", timeout, [ADDRESS.to_dict()], "w1", _Run)
+        )
+    )
+    waiting.start()
+    deadline = datetime.now(UTC) + timedelta(seconds=8)
+    while not warehouse.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    ).fetchone()[0]:
+        assert datetime.now(UTC) < deadline, "the check never waited for the lock"
+        warehouse.commit()
+    warehouse.commit()
+    source.execute("ALTER TABLE address ADD COLUMN region varchar(40)")  # while it waits
+    warehouse.execute("SELECT pg_advisory_unlock(hashtext('conveyor.totesys.drift'))")
+    warehouse.commit()
+    waiting.join(timeout=60)
+    logged = warehouse.execute(
+        "SELECT column_name, change, window_name FROM staging.schema_changes"
+    ).fetchall()
+    assert logged == [("region", "added", "w1")], logged
+    [spec] = result["specs"]
+    assert "region" in [c[0] for c in spec[drift.ACCEPTED]["columns"]], "it passes on what it compared"
 
 
 def test_a_table_the_config_adds_or_removes_is_logged_once_and_its_rows_are_kept(both):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -185,10 +186,12 @@ _TIMESTAMP = re.compile(r"timestamp(?:\((\d)\))? with(out)? time zone")
 _UNBOUNDED = float("inf")
 
 
-def _digits(pg_type: str) -> tuple[float, float] | None:
-    """(integer digits, fraction digits) a numeric or integer type holds; None for other types."""
+def _digits(pg_type: str, *, target: bool = False) -> tuple[float, float] | None:
+    """(integer digits, fraction digits) of a numeric or integer type; None for other types. An
+    integer type's values need 5, 10 or 19 digits, but it holds every number of only 4, 9 or 18
+    (`target`): integer holds numeric(9,0), not numeric(10,0)."""
     if pg_type in _INTEGERS:
-        return ({16: 5, 32: 10, 64: 19}[_INTEGERS[pg_type]], 0)
+        return ({16: 4, 32: 9, 64: 18} if target else {16: 5, 32: 10, 64: 19})[_INTEGERS[pg_type]], 0
     if match := _NUMERIC.fullmatch(pg_type):
         if match[1] is None:
             return (_UNBOUNDED, _UNBOUNDED)
@@ -206,16 +209,17 @@ def classify(old: str, new: str) -> str:
         return "widening" if _INTEGERS[new] > _INTEGERS[old] else "narrowing"
     if old in _FLOATS and new in _FLOATS:
         return "widening" if _FLOATS[new] > _FLOATS[old] else "narrowing"
-    before, after = _digits(old), _digits(new)
+    before, after = _digits(old), _digits(new, target=True)
     if before and after:
         if after[0] >= before[0] and after[1] >= before[1]:
             return "widening"
-        if after[0] <= before[0] and after[1] <= before[1]:
+        if _digits(new)[0] <= _digits(old, target=True)[0] and after[1] <= before[1]:
             return "narrowing"
         return "incompatible"  # more integer digits but fewer fraction digits, or the reverse
     old_text, new_text = _TEXT.fullmatch(old), _TEXT.fullmatch(new)
     if old_text and new_text:
-        # char(n) pads with blanks: to varchar or text its value stays, blanks and all.
+        # char(n) → varchar/text: Postgres's cast strips the trailing blanks char(n) pads with, as
+        # the extract's text of a char(n) value does not (its blanks are not significant).
         old_len = int(old_text[2]) if old_text[2] else _UNBOUNDED
         new_len = int(new_text[2]) if new_text[2] else _UNBOUNDED
         if new_text[1] == "character" and old_text[1] != "character":
@@ -345,6 +349,11 @@ def decide(change: Change, policy: dict[str, str], *, used: set[str], cursor: st
             )
         return by_policy("widened", "type", "carried: the landing column is widened")
     if change.kind == "nullability":
+        if change.new == "NULL" and (strict := star_not_null(change.table, change.column)):
+            return fail(
+                f"the star's {', '.join(strict)} holds it and is NOT NULL, so the first NULL would fail the model",
+                "restore NOT NULL in the source, or make the star column nullable (star.yml and a migration)",
+            )
         if change.new == "NULL":
             return by_policy("nullability", "drop not null", "carried: the landing column allows NULL")
         return Decision(change, CARRY, None, f"{what}: nothing to do (the landing column is not stricter)")
@@ -353,6 +362,17 @@ def decide(change: Change, policy: dict[str, str], *, used: set[str], cursor: st
 
 def plan(changes: list[Change], policy: dict[str, str], *, used: set[str], cursor: str) -> Plan:
     return Plan([decide(c, policy, used=used, cursor=cursor) for c in changes])
+
+
+def star_not_null(table: str, column: str) -> list[str]:
+    """The NOT NULL star columns (`star_table.column`) that hold ToteSys column `table.column`."""
+    from conveyor.totesys import star
+
+    return [
+        f"{star_table}.{star_column}"
+        for star_table, star_column in star.holders(table, column)
+        if next(c for c in star.TABLES[star_table].columns if c.name == star_column).not_null
+    ]
 
 
 def used_columns(table: str) -> set[str]:
@@ -414,6 +434,38 @@ def _reference(conn, live: SourceSchema) -> tuple[SourceSchema, str]:
     return SourceSchema(live.table, tuple(known + gone), live.primary_key), BASELINE
 
 
+def _unheld(conn, live: SourceSchema, changes: list[Change]) -> list[Change]:
+    """What the landing table cannot hold of the live schema although no change says so: a retype
+    or a relaxed NOT NULL made before there was a reference (the first check, or after the
+    runbook's reset), a column dropped and added back with another type, a column the landing
+    table lacks (made by a landing before the column was accepted, or restored from a backup).
+    Each is a change from the landing table, decided by the policy like any other (never landed
+    rounded, never a COPY that cannot find its column)."""
+    from conveyor.totesys.widen import holds
+
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(format('staging.%%I', %s::text)) AND a.attnum > 0 "
+        "AND NOT a.attisdropped",
+        (f"{live.table}_landed",),
+    ).fetchall()
+    landed = {name: (pg_type, not_null) for name, pg_type, not_null in rows}
+    named = {(c.column, c.kind) for c in changes}
+    unheld = []
+    for column in live.columns:
+        if column.name not in landed:
+            if landed and (column.name, "added") not in named:
+                unheld.append(Change(live.table, column.name, "added", None, column.type))
+            continue
+        have, not_null = landed[column.name]
+        if (column.name, "retyped") not in named and not holds(have, landing_type(column.type)):
+            retype = classify(have, column.type)
+            unheld.append(Change(live.table, column.name, "retyped", have, column.type, retype))
+        if column.nullable and not_null and (column.name, "nullability") not in named:
+            unheld.append(Change(live.table, column.name, "nullability", "NOT NULL", "NULL"))
+    return unheld
+
+
 def _alter(conn, spec, decision: Decision) -> Decision:
     """The landing table's DDL for one carried change (and its newest-version view, for a column
     added; for a widening, the star columns that hold it and the views that read them). Returns
@@ -427,7 +479,10 @@ def _alter(conn, spec, decision: Decision) -> Decision:
     table = sql.Identifier("staging", f"{change.table}_landed")
     column = sql.Identifier(change.column)
     if decision.alter == "add":
-        if change.column not in landed:
+        if change.column in landed:
+            note = f"staging.{change.table}_landed already has the column (as {landed[change.column]})"
+            decision = replace(decision, message=f"{change.describe()}: carried: {note}")
+        else:
             conn.execute(
                 sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
                     table, column, sql.SQL(landing_type(change.new))
@@ -512,7 +567,7 @@ def _log(conn, decision: Decision, window_name: str, compared_with: str, detecte
 def reconcile(
     conn,
     specs,
-    live: list[SourceSchema],
+    live: list[SourceSchema] | Callable[[], list[SourceSchema]],
     window_name: str,
     detected_at,
     run_id: str | None = None,
@@ -527,6 +582,8 @@ def reconcile(
     message goes out after the commit: `drift_notices`). Any failure: nothing is altered or
     accepted, the failures are logged (once per reference schema), and SchemaDriftError names them all.
     Otherwise the carried ALTERs are applied and the live schemas become the accepted ones.
+    `live` may be a function that reads the live schemas: it is called once the lock is held, so a
+    run that waited for another compares what the source has now, not what it had before the wait.
     With whole_config=False (one table rechecked by its extract), an accepted table missing from
     `live` is not a removal. Returns the decisions, as dicts."""
     from conveyor.totesys import migrations
@@ -534,11 +591,16 @@ def reconcile(
     by_name = {spec.name: spec for spec in specs}
     decided = []
     with conn.transaction():
+        # As a migration does: the lock and any DDL wait a bounded time (every reader would queue
+        # behind a waiting ALTER), then the task fails and retries.
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (migrations.LOCK_TIMEOUT,))
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('conveyor.totesys.drift'))")
+        live = live() if callable(live) else live
         for schema in live:
             spec = by_name[schema.table]
             reference, compared_with = _reference(conn, schema)
             changes = compare(reference, schema)
+            changes += _unheld(conn, schema, changes)
             made = plan(changes, spec.drift_policy(), used=used_columns(spec.name), cursor=spec.cursor)
             for d in made.decisions:
                 if d.alter == "type" and (problem := _unwidened(conn, d)):
@@ -565,10 +627,6 @@ def reconcile(
                 if decision.action == FAIL:
                     _log(conn, decision, window_name, compared_with, detected_at, run_id)
         else:
-            if any(d.alter for _, d, _ in decided):
-                # As a migration does: DDL waits a bounded time for a reader's lock (every reader
-                # would queue behind it), then the task fails and retries.
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (migrations.LOCK_TIMEOUT,))
             for spec, decision, compared_with in decided:
                 if decision.alter:
                     decision = _alter(conn, spec, decision)
@@ -603,13 +661,20 @@ def check(
     from conveyor.totesys import drift_notices, migrations
     from conveyor.totesys.tables import TableSpec
 
-    table_specs = [TableSpec.from_dict(s) for s in specs]
-    with postgres.connect(source_conn_id, timeout) as conn:
-        live = [source_schema(conn, spec) for spec in table_specs]
-    with postgres.connect(warehouse_conn_id, timeout) as conn:
+    table_specs, live = [TableSpec.from_dict(s) for s in specs], []
+
+    def read_live() -> list[SourceSchema]:  # under reconcile's lock
+        live[:] = [source_schema(source, spec) for spec in table_specs]
+        source.commit()
+        return live
+
+    with (
+        postgres.connect(source_conn_id, timeout) as source,
+        postgres.connect(warehouse_conn_id, timeout) as conn,
+    ):
         migrations.migrate(conn)
         try:
-            reconcile(conn, table_specs, live, window_name, dag_run.data_interval_end, dag_run.run_id)
+            reconcile(conn, table_specs, read_live, window_name, dag_run.data_interval_end, dag_run.run_id)
         finally:  # a stopping change is on the topic before the task fails; a publish never fails it
             drift_notices.publish_pending(conn, dag_run.dag_id, dag_run.run_id)
     return [{**spec, ACCEPTED: schema.to_dict()} for spec, schema in zip(specs, live, strict=True)]
@@ -623,10 +688,12 @@ def hold(source_conn, warehouse_conn_id: str, timeout, table: dict, window_name:
     from psycopg import sql
 
     from conveyor import postgres
-    from conveyor.totesys import drift_notices
+    from conveyor.totesys import drift_notices, migrations
     from conveyor.totesys.tables import TableSpec
 
     spec = TableSpec.from_dict(table)
+    # A DDL statement holding the table makes the extract wait a bounded time, then fail and retry.
+    source_conn.execute("SELECT set_config('lock_timeout', %s, true)", (migrations.LOCK_TIMEOUT,))
     source_conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(sql.Identifier(spec.name)))
     live = source_schema(source_conn, spec)
     if ACCEPTED in table and SourceSchema.from_dict(table[ACCEPTED]) == live:
