@@ -291,8 +291,8 @@ class Plan:
     def failure_message(self) -> str:
         lines = [d.message for d in self.failures]
         return (
-            f"schema drift: {len(lines)} change(s) the policy does not carry; nothing was extracted or "
-            f"landed:\n  " + "\n  ".join(lines) + f"\n(what to do: {STEP})"
+            f"schema drift: {len(lines)} change(s) the policy does not carry; nothing was landed or "
+            f"altered:\n  " + "\n  ".join(lines) + f"\n(what to do: {STEP})"
         )
 
 
