@@ -16,6 +16,11 @@ star's declaration, `include/sql/warehouse/star.yml`), then the staging rows go.
   and one window loads at a time.
 * **Checked**: each table's COPY must load the rows the `processed` event says the window
   exported; otherwise the window fails before its merge, naming the tables.
+* **Wider numbers** (a source column widened in Postgres, `totesys_etl`'s `check_drift`): before
+  the COPY, the window's Parquet footers are read and every star and staging `NUMBER` column
+  that cannot hold their numbers exactly gains precision (`ALTER ... SET DATA TYPE`). Snowflake
+  cannot change a column's scale: a number with more decimals fails the window before any COPY,
+  naming the column (runbook: "processed_to_snowflake stopped on a wider number"). Never rounded.
 * **window** (Param): load one window by name (e.g. `20240305T195900Z-20240305T200200Z`) again;
   its files must still be in the processed bucket. A window without files loads nothing.
 * COPY runs through the hook, not `CopyFromExternalStageToSnowflakeOperator`: the windows are
@@ -27,6 +32,7 @@ star's declaration, `include/sql/warehouse/star.yml`), then the staging rows go.
 
 from __future__ import annotations
 
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -34,7 +40,7 @@ from conveyor import snowflake
 from conveyor.assets import PROCESSED
 from conveyor.config import ConfigError
 from conveyor.defaults import DEFAULT_ARGS, Tag
-from conveyor.resources import names_from_variable
+from conveyor.resources import AWS_CONN_ID, names_from_variable
 from conveyor.totesys import to_snowflake
 
 DAG_ID = "processed_to_snowflake"
@@ -77,7 +83,8 @@ def processed_to_snowflake():
         variables = snowflake.settings_from_variable().template_variables(
             names_from_variable(), window=name, partition=window["partition"]
         )
-        return to_snowflake.load_window(snowflake.hook(), window, variables)
+        s3 = S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()  # the files' footers: numbers to widen for
+        return to_snowflake.load_window(snowflake.hook(), window, variables, s3=s3)
 
     load_window.expand(window=windows_to_load())
 

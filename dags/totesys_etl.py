@@ -1,10 +1,9 @@
-"""
-### ToteSys ETL
+"""### ToteSys ETL
 
-Each run moves one window of changed ToteSys rows (`totesys_db`) through the ingestion bucket into
-the Postgres warehouse's star schema (`warehouse_db`), checks it and exports it to the processed
-bucket: **extract** → **land** → **model** → **gate** → **export**, one task group each. What it
-reads and writes, its settings, reruns, backfills and failures: `docs/pipelines/totesys_etl.md`.
+Each run moves one window of changed ToteSys rows (`totesys_db`) through the ingestion bucket into the
+Postgres warehouse's star schema (`warehouse_db`), checks it and exports it to the processed bucket:
+**extract** (first `check_drift`: each schema change carried or stopped, by policy) → **land** → **model**
+→ **gate** → **export**, one group each. Reads, writes, settings, failures: `docs/pipelines/totesys_etl.md`.
 """
 
 from datetime import timedelta
@@ -21,11 +20,10 @@ from conveyor.config import ConfigError
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import AWS_CONN_ID, TOTESYS_CONN_ID, WAREHOUSE_CONN_ID
 from conveyor.resources import names_from_variable as resource_names
-from conveyor.totesys import gate, migrations, star, tables, warehouse, windows
+from conveyor.totesys import drift, gate, migrations, star, tables, warehouse, windows
 
 DAG_ID = "totesys_etl"
-# Airflow configuration is loaded at start-up: reading it here does no I/O. TIMEOUT: every source
-# and warehouse session's statement timeout, the model and check operators' included.
+# Airflow config is loaded at start-up (no I/O here). TIMEOUT: every source and warehouse statement's.
 CRON = conf.get("conveyor", "totesys_cron", fallback="*/3 * * * *")
 LAG = timedelta(seconds=conf.getint("conveyor", "totesys_lag_seconds", fallback=60))
 TIMEOUT = timedelta(seconds=conf.getint("conveyor", "totesys_statement_timeout_seconds", fallback=900))
@@ -74,15 +72,21 @@ def totesys_etl():
             raise AirflowFailException(str(exc)) from exc  # retrying cannot fix the config
         return [s.to_dict() for s in specs]
 
+    @task
+    def check_drift(specs: list[dict], window: dict, dag_run=None) -> list[dict]:
+        """Each table's live schema against the warehouse's: changes carried by policy, or the run stops."""
+        return drift.check(TOTESYS_CONN_ID, WAREHOUSE_CONN_ID, TIMEOUT, specs, window["name"], dag_run)
+
     @task(map_index_template="{{ table_name }}")
-    def extract_table(table: dict, window: dict, params=None) -> dict:
+    def extract_table(table: dict, window: dict, params=None, dag_run=None) -> dict:
         """Stream one table's changed rows to the ingestion bucket."""
         from conveyor.totesys import extract  # pyarrow: imported when the task runs, not at parse
 
         get_current_context()["table_name"] = table["name"]
         spec, bucket = tables.TableSpec.from_dict(table), resource_names().bucket("ingestion")
         run_window, fmt = windows.Window.from_dict(window), params["output_format"]
-        with postgres.connect(TOTESYS_CONN_ID, TIMEOUT) as conn:
+        with postgres.connect(TOTESYS_CONN_ID, TIMEOUT) as conn:  # one transaction, the table's DDL held off
+            drift.hold(conn, WAREHOUSE_CONN_ID, TIMEOUT, table, window["name"], dag_run)
             columns = tables.catalog_columns(conn, spec)
             return extract.extract_table(conn, s3(), bucket, spec, columns, run_window, fmt=fmt)
 
@@ -147,7 +151,7 @@ def totesys_etl():
     # Task groups for the graph; ids stay unprefixed (the runbook, alerts and tests name them).
     with TaskGroup("extract", prefix_group_id=False, tooltip="changed rows → ingestion bucket + manifest"):
         window = plan_window()
-        specs = tables_to_extract()
+        specs = check_drift(tables_to_extract(), window)
         results = extract_table.partial(window=window).expand(table=specs)
         manifest = write_manifest(results, window)
     with TaskGroup("land", prefix_group_id=False, tooltip="migrations; the window's files → staging"):

@@ -229,6 +229,31 @@ def _star_fingerprint(conn) -> dict[str, str]:
     }
 
 
+def schema_drift(state: dict, sqs, info: dict) -> None:
+    """What the delta run's check_drift did with the column sales_order gained: its line in the
+    log, its message on the notifications topic, and the values that reached the warehouse."""
+    import psycopg
+
+    from conveyor.totesys import drift_notices
+
+    with psycopg.connect(stack.postgres_dsn(state, "warehouse")) as conn:
+        logged = conn.execute(
+            "SELECT window_name, action, detail FROM staging.schema_changes ORDER BY change_id"
+        ).fetchall()
+        landed = conn.execute("SELECT count(*) FROM staging.sales_order WHERE channel = 'web'").fetchone()[0]
+    sent = [
+        m["Subject"]
+        for m in _drain(sqs, info["queues"][NOTIFICATIONS_INBOX])
+        if m["MessageAttributes"].get("status", {}).get("Value") == drift_notices.STATUS
+    ]
+    if len(logged) != 1 or len(sent) != 1 or landed != 3:
+        raise SystemExit(f"schema drift: logged {logged}, sent {sent}, {landed} orders with a channel")
+    [(window, action, detail)] = logged
+    print(f"• schema drift, carried by the delta run's check_drift ({landed} orders landed with a channel):")
+    print(f"  staging.schema_changes [{window}] {action}: {detail}")
+    print(f"  SNS notification: {sent[0]}")
+
+
 def totesys_etl(info: dict, logical_date: str) -> None:
     import psycopg
 
@@ -247,7 +272,7 @@ def totesys_etl(info: dict, logical_date: str) -> None:
         totesys.create_schema(conn)
         counts = totesys.populate(conn, scale=1, seed=1, at=at)
     print(f"• created ToteSys in Postgres: {sum(counts.values()):,} rows in {len(counts)} tables")
-    s3, _ = _clients(info)
+    s3, sqs = _clients(info)
     loaded: list[str] = []  # the windows' names, for processed_to_snowflake
 
     def rows_of(logical_date: str, seconds: float, label: str, full_snapshot: bool = False) -> dict[str, int]:
@@ -271,18 +296,24 @@ def totesys_etl(info: dict, logical_date: str) -> None:
     )
     with psycopg.connect(stack.postgres_dsn(state, "totesys")) as conn:
         changed = totesys.simulate(conn, seed=2, at=at - timedelta(seconds=60), span=timedelta(minutes=3))
-        # Three existing orders change too: each gets a second row in fact_sales_order.
+        # Schema drift: sales_order gains a column between the runs. Three existing orders change
+        # too (each gets a second row in fact_sales_order), and they carry a value in it.
+        conn.execute("ALTER TABLE sales_order ADD COLUMN channel varchar(20)")
         conn.execute(
-            "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = %s WHERE sales_order_id <= 3",
+            "UPDATE sales_order SET units_sold = units_sold + 1, channel = 'web', last_updated = %s "
+            "WHERE sales_order_id <= 3",
             (at + timedelta(seconds=30),),
         )
         conn.commit()
     print(f"• simulate: {sum(changed.values()) + 3} new or updated rows (3 of them existing sales orders)")
+    print("  and a new column, sales_order.channel (set to 'web' on those 3 orders)")
+    _drain(sqs, info["queues"][NOTIFICATIONS_INBOX])
     delta = rows_of(second, run_dag("totesys_etl", second), "delta run")
     print(f"  {'table':<16} {'initial':>8} {'delta':>6}")
     for table in sorted(initial):
         print(f"  {table:<16} {initial[table]:>8} {delta.get(table, 0):>6}")
     print(f"  files and manifests in s3://{info['buckets']['ingestion']}/")
+    schema_drift(state, sqs, info)
 
     with psycopg.connect(stack.postgres_dsn(state, "warehouse")) as conn:
         counts = warehouse.star_counts(conn)

@@ -1,6 +1,6 @@
 """Messages on the notifications SNS topic: a failure alert for every task that fails for good,
 and `publish` for the run-level messages some pipelines build (a nightly summary, a dead-letter
-alert).
+alert, a schema change).
 
 `FailureAlert` is the amazon provider's `SnsNotifier` with the message built from the failure's
 context (DAG, task, run, data interval, error, try number, log URL) and the topic resolved at run
@@ -87,7 +87,8 @@ class FailureAlert(SnsNotifier):
         )
 
 
-# --- run messages (nightly_file_ingestion's summary: conveyor.nightly.summary) -------------
+# --- run messages (nightly_file_ingestion's summary: conveyor.nightly.summary; totesys_etl's
+# schema changes: conveyor.totesys.drift_notices) -------------------------------------------------
 
 
 def subject_for(summary: dict) -> str:
@@ -98,13 +99,17 @@ def subject_for(summary: dict) -> str:
     )
 
 
-def publish(summary: dict, topic_arn: str, aws_conn_id: str = resources.AWS_CONN_ID) -> str:
-    """Publish a run's message as JSON; returns the SNS MessageId."""
+def publish(
+    summary: dict, topic_arn: str, aws_conn_id: str = resources.AWS_CONN_ID, subject: str | None = None
+) -> str:
+    """Publish a run's message as JSON (subject: `subject_for`'s unless given); returns the SNS
+    MessageId."""
     from airflow.providers.amazon.aws.hooks.sns import SnsHook
 
-    return SnsHook(aws_conn_id=aws_conn_id).publish_to_target(
+    response = SnsHook(aws_conn_id=aws_conn_id).publish_to_target(
         target_arn=topic_arn,
         message=json.dumps(summary, indent=2, ensure_ascii=False),
-        subject=subject_for(summary),
+        subject=_subject(subject) if subject else subject_for(summary),
         message_attributes={"status": summary["status"], "dag_id": summary["dag_id"]},
     )
+    return response["MessageId"]  # publish_to_target returns SNS's whole response

@@ -250,7 +250,7 @@ def test_totesys_etl_is_wiring_that_reads_on_one_screen():
         if hasattr(group, "children")
     }
     assert groups == {
-        "extract": ["extract_table", "plan_window", "tables_to_extract", "write_manifest"],
+        "extract": ["check_drift", "extract_table", "plan_window", "tables_to_extract", "write_manifest"],
         "land": ["land_table", "prepare_warehouse"],
         "model": ["model_dimensions", "model_facts"],
         "gate": ["check_tables", "plan_checks"],

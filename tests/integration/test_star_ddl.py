@@ -156,6 +156,38 @@ def test_a_column_declared_but_not_migrated_fails_naming_it(migrated):
     ]
 
 
+def test_each_star_column_that_holds_a_source_column_holds_its_landed_type(warehouse_dsn):
+    """star.yml's `holds` (what a widened source column widens, conveyor.totesys.drift), against
+    the migrated warehouse: each star column's type holds every value its landing column can have,
+    so a lineage pointing at the wrong column (text into an integer) is named."""
+    from conveyor.totesys import drift
+
+    def pg_type(conn, relation: str, column: str) -> str:
+        [(found,)] = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attname = %s",
+            (relation, column),
+        ).fetchall()
+        return found
+
+    with psycopg.connect(warehouse_dsn) as conn:
+        migrations.migrate(conn)
+        wrong = [
+            f"{table}.{column} ({held}) holds {source}.{source_column} ({landed})"
+            for table, declared in star.TABLES.items()
+            for column, (source, source_column) in declared.holds.items()
+            if drift.classify(
+                landed := pg_type(conn, f"staging.{source}_landed", source_column),
+                held := pg_type(conn, table, column),
+            )
+            != "widening"
+        ]
+    assert wrong == []
+    assert [t for t, declared in star.TABLES.items() if not declared.holds] == ["dim_date"], (
+        "every star table but dim_date (derived dates) holds source columns"
+    )
+
+
 # --- Snowflake: what 060 builds on the fake -------------------------------------------------
 
 

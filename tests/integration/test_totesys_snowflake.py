@@ -6,6 +6,7 @@ into the fake Snowflake, and compared with the Postgres warehouse row for row.""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import SimpleNamespace
 
 import psycopg
@@ -160,7 +161,9 @@ def test_merge_counts_are_reported_by_table_name_whatever_order_the_tables_load_
     assert list(result["merged"]) == list(reversed(STAR))
 
 
-def test_a_window_whose_files_do_not_hold_what_it_exported_fails_naming_the_tables_and_merges_nothing(star):
+def test_a_window_whose_files_do_not_hold_what_it_exported_fails_naming_the_tables_and_merges_nothing(
+    star, moto_server
+):
     """The processed event's row counts against what COPY loaded: a mismatch (files rewritten or
     removed since the export) fails the window without a retry, before any merge."""
     query, _ = star
@@ -169,7 +172,7 @@ def test_a_window_whose_files_do_not_hold_what_it_exported_fails_naming_the_tabl
         ResourceNames(), window=window["name"], partition=window["partition"]
     )
     with pytest.raises(AirflowFailException) as failed:
-        to_snowflake.load_window(snowflake.hook(), window, variables)
+        to_snowflake.load_window(snowflake.hook(), window, variables, s3=moto_server["session"].client("s3"))
     message = str(failed.value)
     assert (
         f"window {WINDOWS[0].name}: the processed files do not hold the rows totesys_etl exported" in message
@@ -244,3 +247,159 @@ def test_the_windows_come_from_the_events_and_the_param_oldest_first():
         to_snowflake.windows_to_load([], "2024-03-05")
     with pytest.raises(ConfigError, match="None"):
         to_snowflake.windows_to_load([SimpleNamespace(extra={}, timestamp=0)])
+
+
+# --- a source column widened in Postgres (conveyor.totesys.drift), loaded into Snowflake ----------
+
+WIDENED = windows.Window(T0 + STEP, T0 + 2 * STEP)
+
+
+def widen_in_postgres(pg_database, warehouse_dsn, moto_server, *ddl, order: dict) -> dict:
+    """The source's sales_order retyped by `ddl` (after the warehouse accepted its schema), order 1
+    updated to `order`'s values inside WIDENED, check_drift's reconcile (the landing and star
+    columns widen), then WIDENED built and exported. Returns the Postgres star's rows."""
+    from conveyor.totesys import drift
+
+    s3 = moto_server["session"].client("s3")
+    with psycopg.connect(pg_database) as source, psycopg.connect(warehouse_dsn) as warehouse_db:
+
+        def check(window: windows.Window) -> list[dict]:
+            live = [drift.source_schema(source, spec) for spec in SPECS]
+            decided = drift.reconcile(warehouse_db, SPECS, live, window.name, window.end)
+            warehouse_db.commit()
+            return decided
+
+        assert check(WINDOWS[1]) == [], "the schema as the warehouse holds it, accepted"
+        for statement in ddl:
+            source.execute(statement)
+        assignments = ", ".join(f"{column} = %s" for column in order)
+        stamp = (WIDENED.start + timedelta(seconds=30)).replace(tzinfo=None)
+        source.execute(
+            f"UPDATE sales_order SET {assignments}, last_updated = %s WHERE sales_order_id = 1",
+            (*order.values(), stamp),
+        )
+        source.commit()
+        assert {d["action"] for d in check(WIDENED)} == {"carry"}
+        build_window(source, warehouse_db, s3, WIDENED)
+        return {
+            table: sorted(warehouse_db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in STAR
+        }
+
+
+def number_type(query, table: str, column: str) -> tuple:
+    return query(
+        "SELECT NUMERIC_PRECISION, NUMERIC_SCALE FROM CONVEYOR.INFORMATION_SCHEMA.COLUMNS "
+        f"WHERE TABLE_SCHEMA = 'TOTESYS' AND TABLE_NAME = '{table}' AND COLUMN_NAME = '{column}'"
+    )[0]
+
+
+def test_a_number_widened_in_postgres_gains_precision_in_snowflake_and_arrives_exactly(
+    star, pg_database, warehouse_dsn, moto_server
+):
+    """unit_price numeric(10,2) → numeric(14,2) with 123456789.12 (9 integer digits), and
+    units_sold integer → bigint with 3_000_000_001: before the COPY, FACT_SALES_ORDER and its
+    staging table's UNIT_PRICE become NUMBER(14, 2) (Snowflake raises a precision in place);
+    UNITS_SOLD is an INTEGER (NUMBER(38, 0)) and holds a bigint already. Both warehouses then hold
+    the same rows, the values exact. On the code before this change, the window's COPY failed
+    (out of range for NUMBER(10, 2)).
+
+    What the fake cannot show: it accepts a scale change Snowflake refuses (the code never asks
+    for one), it stores INTEGER as a 64-bit integer (Snowflake: 38 digits), and DuckDB ignores
+    VARCHAR(n) lengths (the star's VARCHARs are unsized, so no text widening is needed or tested)."""
+    query, _ = star
+    load(0, 1)
+    postgres_star = widen_in_postgres(
+        pg_database,
+        warehouse_dsn,
+        moto_server,
+        "ALTER TABLE sales_order ALTER COLUMN unit_price TYPE numeric(14,2)",
+        "ALTER TABLE sales_order ALTER COLUMN units_sold TYPE bigint",
+        order={"unit_price": Decimal("123456789.12"), "units_sold": 3_000_000_001},
+    )
+    run = run_dag("processed_to_snowflake", window=WIDENED.name)
+    assert run.state == "success", task_states(run)
+    result = run.get_task_instance("load_window", map_index=0).xcom_pull(
+        task_ids="load_window", map_indexes=0
+    )
+    assert result["widened"] == [
+        "ALTER TABLE CONVEYOR.TOTESYS.FACT_SALES_ORDER ALTER COLUMN UNIT_PRICE SET DATA TYPE NUMBER(14, 2)",
+        "ALTER TABLE CONVEYOR.TOTESYS.FACT_SALES_ORDER_STAGING ALTER COLUMN UNIT_PRICE SET DATA TYPE NUMBER(14, 2)",
+    ]
+    assert number_type(query, "FACT_SALES_ORDER", "UNIT_PRICE") == (14, 2)
+    assert (Decimal("123456789.12"), 3_000_000_001) in {
+        (row[9], row[8]) for row in snowflake_star(query)["fact_sales_order"]
+    }
+    assert snowflake_star(query) == postgres_star
+    again = run_dag("processed_to_snowflake", window=WIDENED.name)  # a rerun: nothing more to widen
+    assert again.state == "success", task_states(again)
+    assert (
+        again.get_task_instance("load_window", map_index=0).xcom_pull(task_ids="load_window", map_indexes=0)[
+            "widened"
+        ]
+        == []
+    )
+
+
+def test_a_number_whose_scale_grew_fails_the_window_naming_the_column_and_is_never_rounded(
+    star, pg_database, warehouse_dsn, moto_server
+):
+    """unit_price numeric(10,2) → numeric(12,3) with 5.555: Snowflake cannot change a NUMBER's
+    scale, so the window fails before any COPY, naming both columns and the runbook's manual step;
+    the star and staging tables are as they were. On the code before this change, the window
+    loaded with 5.555 rounded into NUMBER(10, 2) (the fake rounds as Snowflake does)."""
+    query, _ = star
+    load(0, 1)
+    before = snowflake_star(query)
+    widen_in_postgres(
+        pg_database,
+        warehouse_dsn,
+        moto_server,
+        "ALTER TABLE sales_order ALTER COLUMN unit_price TYPE numeric(12,3)",
+        order={"unit_price": Decimal("5.555")},
+    )
+    run = run_dag("processed_to_snowflake", window=WIDENED.name)
+    assert run.state == "failed"
+    [ti] = [t for t in run.get_task_instances() if t.task_id == "load_window"]
+    assert (ti.state, ti.try_number) == ("failed", 1), "not retried: the files will not change"
+    assert snowflake_star(query) == before, "nothing merged, nothing rounded"
+    assert all(query(f"SELECT count(*) FROM CONVEYOR.TOTESYS.{t.upper()}_STAGING") == [(0,)] for t in STAR)
+    assert number_type(query, "FACT_SALES_ORDER", "UNIT_PRICE") == (10, 2)
+    window = to_snowflake.window_to_load(WIDENED.name)
+    with pytest.raises(AirflowFailException) as failed:
+        to_snowflake.widen_for_window(
+            snowflake.hook(), moto_server["session"].client("s3"), PROCESSED, window, "CONVEYOR"
+        )
+    message = str(failed.value)
+    assert (
+        "FACT_SALES_ORDER.UNIT_PRICE is NUMBER(10, 2); the window's file holds NUMBER(12, 3) values"
+        in message
+    )
+    assert "FACT_SALES_ORDER_STAGING.UNIT_PRICE is NUMBER(10, 2)" in message
+    assert "'processed_to_snowflake stopped on a wider number'" in message
+
+
+def test_the_widenings_a_window_needs_raise_precision_and_refuse_a_scale_change():
+    columns = {
+        ("FACT_PAYMENT", "PAYMENT_AMOUNT"): (14, 2),
+        ("FACT_PAYMENT_STAGING", "PAYMENT_AMOUNT"): (14, 2),
+    }
+    columns |= {("FACT_PAYMENT", "PAYMENT_ID"): (38, 0)}
+    held = {"fact_payment": {"PAYMENT_AMOUNT": (12, 2), "PAYMENT_ID": (19, 0)}}
+    assert to_snowflake.number_widenings(held, columns) == ([], [])
+    wider = {"fact_payment": {"PAYMENT_AMOUNT": (20, 2)}}
+    assert to_snowflake.number_widenings(wider, columns) == (
+        [("FACT_PAYMENT", "PAYMENT_AMOUNT", 20, 2), ("FACT_PAYMENT_STAGING", "PAYMENT_AMOUNT", 20, 2)],
+        [],
+    )
+    more_digits_and_decimals = {"fact_payment": {"PAYMENT_AMOUNT": (16, 3)}}
+    alters, refused = to_snowflake.number_widenings(more_digits_and_decimals, columns)
+    assert alters == [] and len(refused) == 2 and "cannot change a column's scale" in refused[0]
+    too_wide = {"fact_payment": {"PAYMENT_AMOUNT": (38, 0)}}  # 38 integer digits + 2 decimals > 38
+    alters, refused = to_snowflake.number_widenings(too_wide, columns)
+    assert alters == [] and len(refused) == 2 and "more than 38 digits" in refused[0]
+    unconstrained = {"fact_payment": {"PAYMENT_AMOUNT": None}}  # Postgres numeric: exported as text
+    alters, refused = to_snowflake.number_widenings(unconstrained, columns)
+    assert alters == [] and "numbers of any precision and scale" in refused[0]
+    text = {"fact_payment": {"ITEM_CODE": None}}  # a VARCHAR in Snowflake: nothing to do
+    assert to_snowflake.number_widenings(text, columns) == ([], [])

@@ -28,6 +28,12 @@ def test_the_code_reads_the_star_from_its_declaration():
         "source_version", "numeric(32, 0)", True
     )  # fmt: skip
     assert (source_version.snowflake_type, source_version.snowflake_not_null) == ("NUMBER(32, 0)", False)
+    # Which star columns hold a source column's values (star.yml's holds): what a widening widens.
+    assert star.holders("address", "address_line_1") == [
+        ("dim_location", "address_line_1"), ("dim_counterparty", "counterparty_legal_address_line_1")
+    ]  # fmt: skip
+    assert star.holders("sales_order", "staff_id") == [("fact_sales_order", "sales_staff_id")]
+    assert star.holders("sales_order", "last_updated") == [], "split into a date and a time: not held"
     record_id = star.TABLES["fact_payment"].columns[0]
     assert (record_id.type, record_id.snowflake_type, star.TABLES["fact_payment"].primary_key) == (
         "serial", "INTEGER", ("payment_record_id",)
@@ -121,6 +127,14 @@ def test_a_table_added_to_the_declaration_gets_its_merge_and_its_copy(tmp_path, 
         (("    built_from: [address]\n", "    built_from: [adress]\n"), r"dim_location: built_from names \['adress'\], not in sources"),
         (("  design:\n    primary_key", "  designs:\n    primary_key"), r"sources: designs builds no star table"),
         (("\nsources:\n", "\nsource:\n"), r"exactly two mappings: tables and sources"),
+        (("unit_price: sales_order.unit_price", "unit_price: sales_order.unit_cost"),
+         r"fact_sales_order.unit_price holds sales_order.unit_cost, not a column sources lands of sales_order"),
+        (("sales_staff_id: sales_order.staff_id", "sales_staff_id: staff.staff_id"),
+         r"fact_sales_order.sales_staff_id holds staff.staff_id: staff is not in its built_from"),
+        (("units_sold: sales_order.units_sold", "units_sold: units_sold"),
+         r"fact_sales_order.units_sold holds 'units_sold': not <table>.<column>"),
+        (("phone: address.phone}", "phone: address.phone, phone_extension: address.phone}"),
+         r"dim_location: holds names column\(s\) \['phone_extension'\] it does not declare"),
     ],
 )  # fmt: skip
 def test_a_bad_declaration_is_refused_naming_the_table_and_what(edit, message):

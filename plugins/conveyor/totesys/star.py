@@ -1,7 +1,8 @@
 """The ToteSys star schema as the code sees it, read from its one declaration,
 include/sql/warehouse/star.yml: its tables and keys, what each fact references, how Snowflake
-merges a window into each table, and the ToteSys tables it is built from (MODEL_SOURCES, checked
-against the table config before any extract).
+merges a window into each table, the ToteSys tables it is built from (MODEL_SOURCES, checked
+against the table config before any extract), and which star column holds which ToteSys column's
+values (`holders`: the columns a widened source column widens, conveyor.totesys.drift).
 
 The tables themselves are made by include/sql/warehouse/migrations/ (Postgres) and
 include/sql/snowflake/setup/060_totesys_tables.sql (Snowflake) and filled by the model SQL beside
@@ -55,6 +56,7 @@ class Table:
     columns: tuple[Column, ...]
     built_from: tuple[str, ...] = ()
     references: dict[str, tuple[str, str]] = field(default_factory=dict)
+    holds: dict[str, tuple[str, str]] = field(default_factory=dict)  # column: (source table, column)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -99,7 +101,7 @@ def _column(table: str, name: str, spec) -> Column:
 def _table(name: str, spec) -> Table:
     if not isinstance(spec, dict):
         raise StarDeclarationError(f"star.yml: {name} must be a mapping (kind, key, merge, columns)")
-    known = {"kind", "built_from", "key", "primary_key", "merge", "references", "columns"}
+    known = {"kind", "built_from", "key", "primary_key", "merge", "references", "holds", "columns"}
     if unknown := sorted(set(spec) - known):
         raise StarDeclarationError(f"star.yml: {name}: unknown field(s) {unknown}; known: {sorted(known)}")
     if spec.get("kind") not in KINDS:
@@ -116,6 +118,7 @@ def _table(name: str, spec) -> Table:
         ("key", key),
         ("primary_key", primary_key),
         ("references", spec.get("references") or {}),
+        ("holds", spec.get("holds") or {}),
     ):
         if missing := [c for c in cols if c not in names]:
             raise StarDeclarationError(
@@ -130,7 +133,13 @@ def _table(name: str, spec) -> Table:
     built_from = tuple(spec.get("built_from") or ())
     if not built_from:
         raise StarDeclarationError(f"star.yml: {name}: built_from names no ToteSys table")
-    return Table(name, spec["kind"], key, primary_key, spec["merge"], columns, built_from, references)
+    holds = {}
+    for column, source in (spec.get("holds") or {}).items():
+        table, _, source_column = str(source).partition(".")
+        if not source_column:
+            raise StarDeclarationError(f"star.yml: {name}.{column} holds {source!r}: not <table>.<column>")
+        holds[column] = (table, source_column)
+    return Table(name, spec["kind"], key, primary_key, spec["merge"], columns, built_from, references, holds)
 
 
 def _sources(doc, tables: dict[str, Table]) -> dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]]:
@@ -151,6 +160,17 @@ def _sources(doc, tables: dict[str, Table]) -> dict[str, tuple[str, tuple[str, .
     for table in tables.values():
         if unknown := [s for s in table.built_from if s not in sources]:
             raise StarDeclarationError(f"star.yml: {table.name}: built_from names {unknown}, not in sources")
+        for column, (source, source_column) in table.holds.items():
+            if source not in table.built_from:
+                raise StarDeclarationError(
+                    f"star.yml: {table.name}.{column} holds {source}.{source_column}: {source} is not in its built_from"
+                )
+            primary_key, landed, _ = sources[source]
+            if source_column not in (primary_key, *landed, "created_at", MODEL_CURSOR):
+                raise StarDeclarationError(
+                    f"star.yml: {table.name}.{column} holds {source}.{source_column}, not a column sources "
+                    f"lands of {source}"
+                )
     return sources
 
 
@@ -184,8 +204,8 @@ def load() -> tuple[dict[str, Table], dict]:
 # TABLES: each star table's declaration. MODEL_SOURCES: the ToteSys tables the star is built
 # from, {table: (primary_key, the columns its landing table holds (migrations/001), the star
 # tables built from it)}; the model orders their versions by MODEL_CURSOR.
-TABLES, MODEL_SOURCES = load()
 MODEL_CURSOR = "last_updated"
+TABLES, MODEL_SOURCES = load()
 DIMENSIONS = tuple(n for n, t in TABLES.items() if t.kind == "dimension")
 FACTS = tuple(n for n, t in TABLES.items() if t.kind == "fact")
 STAR = DIMENSIONS + FACTS
@@ -193,6 +213,17 @@ STAR = DIMENSIONS + FACTS
 STAR_KEYS = {n: t.key for n, t in TABLES.items()}
 # The dimension row each fact column must find (dates: dim_date).
 FACT_REFERENCES = {n: TABLES[n].references for n in FACTS}
+
+
+def holders(table: str, column: str) -> list[tuple[str, str]]:
+    """The star columns (star table, column) that hold ToteSys column `table.column`'s values as
+    they are (star.yml's `holds`): what must widen when the source column widens."""
+    return [
+        (star_table, star_column)
+        for star_table, declared in TABLES.items()
+        for star_column, source in declared.holds.items()
+        if source == (table, column)
+    ]
 
 
 def covered_keys(table: str, window_sql: str) -> str:

@@ -1,7 +1,11 @@
 """Which tables the extract takes: the JSON config, checked against the live catalog.
 
     {"tables": [{"name": "sales_order", "primary_key": "sales_order_id", "cursor": "last_updated",
-                 "columns": ["sales_order_id", "...", "last_updated"]}]}   # columns: optional
+                 "columns": ["sales_order_id", "...", "last_updated"],
+                 "drift": {"added": "fail"}}]}   # columns, drift: optional
+
+`drift` sets what a schema change does to the table, per change kind (conveyor.totesys.drift:
+added, dropped, widened, narrowed, nullability → carry or fail; the rest keep DEFAULT_POLICY).
 
 Every name must exist in the database (identifiers are quoted, never pasted), and the cursor must
 be a `timestamp` or `timestamptz` column: windows are time ranges, and a `date` or number
@@ -20,7 +24,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "csv")
 CURSOR_TYPES = ("timestamp without time zone", "timestamp with time zone")
-TABLE_FIELDS = ("name", "primary_key", "cursor", "columns")
+TABLE_FIELDS = ("name", "primary_key", "cursor", "columns", "drift")
 # Column names that say "when the row last changed" (a created_* cursor beside one is refused).
 UPDATE_TIME_COLUMN = re.compile(
     r"(last_)?(updated|modified|changed)(_at|_on|_time)?|(update|modify|change)_(time|date)"
@@ -33,6 +37,7 @@ class TableSpec:
     primary_key: str
     cursor: str
     columns: tuple[str, ...] | None = None
+    drift: tuple[tuple[str, str], ...] = ()  # (change kind, action): the config's overrides
 
     def to_dict(self) -> dict:
         return {
@@ -40,13 +45,20 @@ class TableSpec:
             "primary_key": self.primary_key,
             "cursor": self.cursor,
             "columns": list(self.columns) if self.columns else None,
+            "drift": dict(self.drift),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> TableSpec:
-        return cls(
-            d["name"], d["primary_key"], d["cursor"], tuple(d["columns"]) if d.get("columns") else None
-        )
+        columns = tuple(d["columns"]) if d.get("columns") else None
+        drift = tuple(sorted((d.get("drift") or {}).items()))
+        return cls(d["name"], d["primary_key"], d["cursor"], columns, drift)
+
+    def drift_policy(self) -> dict[str, str]:
+        """What each kind of schema change does to this table (conveyor.totesys.drift)."""
+        from conveyor.totesys.drift import parse_policy
+
+        return parse_policy(dict(self.drift), f"table {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,10 @@ def parse_tables_config(text: str, origin: str = "config") -> list[TableSpec]:
             not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
         ):
             raise ConfigError(f"{origin}: {label}: field 'columns' must be a list of column names")
+        if "drift" in entry:
+            from conveyor.totesys.drift import parse_policy
+
+            parse_policy(entry["drift"], f"{origin}: {label}")  # a bad one is refused before any extract
         if entry["name"] in seen:
             raise ConfigError(f"{origin}: {label}: listed twice")
         seen.add(entry["name"])
@@ -164,9 +180,15 @@ def checked_specs(conn, text: str, origin: str) -> list[TableSpec]:
 
     Raises ConfigError naming the table and field (retrying cannot fix a config)."""
     from conveyor.totesys import star
+    from conveyor.totesys.drift import used_columns
 
     specs = parse_tables_config(text, origin=origin)
-    columns = {spec.name: [c.name for c in catalog_columns(conn, spec)] for spec in specs}
+    columns = {}
+    for spec in specs:
+        live = [c.name for c in catalog_columns(conn, spec)]
+        # What the config leaves out starves the star; a column the source dropped is schema drift,
+        # which check_drift names with its old type and what to do.
+        columns[spec.name] = live if spec.columns else [*live, *used_columns(spec.name)]
     if problems := star.check_model_sources(specs, columns):
         raise ConfigError(f"{origin}: {'; '.join(problems)}")
     for extra in sorted(set(columns) - set(star.MODEL_SOURCES)):

@@ -1,6 +1,9 @@
 """processed_to_snowflake's work: which totesys_etl windows to load, and loading one.
 
 A window loads in three steps, one window at a time:
+0. (`widen_for_window`) the window's Parquet footers against the Snowflake columns: a number the
+   star and staging columns cannot hold (a source column widened in Postgres, conveyor.totesys.drift)
+   raises their precision first; a scale they cannot hold fails the window before any COPY;
 1. `totesys/copy_window.sql`: each star table's staging table emptied, then COPY of the window's
    one Parquet file per table from the processed stage;
 2. the rows copied per table checked against the rows the `processed` event says the window
@@ -24,6 +27,7 @@ WINDOW_NAME = re.compile(r"\d{8}T\d{6}Z-(?P<end>\d{8}T\d{6}Z)(?:-full)?")
 # The same, for the trigger form's JSON Schema (anchored; no Python-only named group).
 WINDOW_NAME_FORM = r"^\d{8}T\d{6}Z-\d{8}T\d{6}Z(-full)?$"
 COPY_FILE = "totesys/copy_window.sql"
+SCALE_STEP = "docs/runbook.md, 'processed_to_snowflake stopped on a wider number'"
 CLEAR_STAGING_FILE = "totesys/clear_staging.sql"
 
 
@@ -80,13 +84,141 @@ def copy_mismatch(window: dict, copied: dict[str, int]) -> str | None:
     )
 
 
-def load_window(snowflake_hook, window: dict, variables: dict) -> dict:
+# --- wider numbers: the window's files against the Snowflake columns ------------------------------
+
+_INTEGER_DIGITS = {"int8": 3, "int16": 5, "int32": 10, "int64": 19}
+_DECIMAL = re.compile(r"decimal128\((\d+), (\d+)\)")
+MAX_PRECISION = 38  # Snowflake's NUMBER
+
+
+def window_files(s3, bucket: str, window: dict) -> dict[str, str]:
+    """{star table: key} of the window's Parquet files, as COPY's PATTERN finds them."""
+    from conveyor.s3 import list_objects
+
+    found = {}
+    for table in STAR:
+        suffix = f"/{table}-{window['name']}.parquet"
+        keys = [
+            o.key
+            for o in list_objects(s3, bucket, f"{table}/{window['partition']}/")
+            if o.key.endswith(suffix)
+        ]
+        if keys:
+            found[table] = keys[0]
+    return found
+
+
+def file_numbers(s3, bucket: str, key: str) -> dict[str, tuple[int, int] | None]:
+    """{COLUMN: (precision, scale)} of the numbers in a Parquet file's schema (its footer only);
+    None for a text column (what an unconstrained Postgres numeric exports as)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from conveyor.s3 import S3ObjectReader
+
+    schema = pq.ParquetFile(io.BufferedReader(S3ObjectReader(s3, bucket, key), 64 * 1024)).schema_arrow
+    numbers = {}
+    for field in schema:
+        kind = str(field.type)
+        if kind in _INTEGER_DIGITS:
+            numbers[field.name.upper()] = (_INTEGER_DIGITS[kind], 0)
+        elif match := _DECIMAL.fullmatch(kind):
+            numbers[field.name.upper()] = (int(match[1]), int(match[2]))
+        elif kind in ("string", "large_string"):
+            numbers[field.name.upper()] = None
+    return numbers
+
+
+def number_widenings(
+    needed: dict[str, dict[str, tuple[int, int] | None]], columns: dict[tuple[str, str], tuple[int, int]]
+) -> tuple[list[tuple[str, str, int, int]], list[str]]:
+    """What the Snowflake columns need to hold the files' numbers exactly.
+
+    `needed`: {star table: {COLUMN: (precision, scale), or None for text}} of the files (text where
+    Snowflake has a NUMBER: a Postgres star column widened to an unconstrained numeric, whose
+    values no NUMBER(p, s) is sure to hold); `columns`: {(TABLE, COLUMN):
+    (precision, scale)} of the NUMBER columns in Snowflake. Returns (the ALTERs: (TABLE, COLUMN,
+    new precision, scale), for the star table and its staging table; the columns no ALTER can make
+    hold them, each named with what it is and what it needs). Snowflake raises a NUMBER's precision
+    in place (ALTER ... SET DATA TYPE) but never changes its scale; VARCHAR columns here are unsized
+    (16 MB), so text never needs one."""
+    alters, refused = [], []
+    for table, numbers in needed.items():
+        for target in (table.upper(), f"{table.upper()}_STAGING"):
+            for column, held in sorted(numbers.items()):
+                if (target, column) not in columns:
+                    continue  # not a NUMBER here (or not a column): COPY says what it makes of it
+                have_precision, have_scale = columns[(target, column)]
+                if held is None:
+                    refused.append(
+                        f"{target}.{column} is NUMBER({have_precision}, {have_scale}); the window's file holds "
+                        "numbers of any precision and scale (an unconstrained numeric in Postgres)"
+                    )
+                    continue
+                precision, scale = held
+                digits = max(precision - scale, have_precision - have_scale)
+                if precision - scale <= have_precision - have_scale and scale <= have_scale:
+                    continue
+                if scale > have_scale or digits + have_scale > MAX_PRECISION:
+                    why = (
+                        "Snowflake cannot change a column's scale"
+                        if scale > have_scale
+                        else f"more than {MAX_PRECISION} digits"
+                    )
+                    refused.append(
+                        f"{target}.{column} is NUMBER({have_precision}, {have_scale}); the window's file holds "
+                        f"NUMBER({precision}, {scale}) values ({why})"
+                    )
+                    continue
+                alters.append((target, column, digits + have_scale, have_scale))
+    return alters, refused
+
+
+def widen_for_window(snowflake_hook, s3, bucket: str, window: dict, database: str) -> list[str]:
+    """Before a window's COPY: the star and staging NUMBER columns widened to hold its files'
+    numbers exactly (ALTER ... SET DATA TYPE, a higher precision); the ALTERs made. A number whose
+    scale grew fails the window before anything is copied (AirflowFailException: a retry cannot
+    change it), naming each column and the manual step; nothing is ever rounded."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    needed = {table: file_numbers(s3, bucket, key) for table, key in window_files(s3, bucket, window).items()}
+    if not any(needed.values()):
+        return []
+    [rows] = snowflake.run_script(
+        snowflake_hook,
+        f"SELECT TABLE_NAME, COLUMN_NAME, NUMERIC_PRECISION, NUMERIC_SCALE FROM {database}.INFORMATION_SCHEMA.COLUMNS "
+        "WHERE TABLE_SCHEMA = 'TOTESYS' AND DATA_TYPE = 'NUMBER'",
+    )
+    columns = {
+        (r["TABLE_NAME"], r["COLUMN_NAME"]): (r["NUMERIC_PRECISION"], r["NUMERIC_SCALE"]) for r in rows
+    }
+    alters, refused = number_widenings(needed, columns)
+    if refused:
+        raise AirflowFailException(
+            f"window {window['name']}: {len(refused)} Snowflake column(s) cannot hold the window's numbers "
+            f"exactly; nothing copied or merged:\n  " + "\n  ".join(refused) + f"\n(what to do: {SCALE_STEP})"
+        )
+    statements = [
+        f"ALTER TABLE {database}.TOTESYS.{table} ALTER COLUMN {column} SET DATA TYPE NUMBER({precision}, {scale})"
+        for table, column, precision, scale in alters
+    ]
+    for statement in statements:  # DDL: Snowflake commits each one
+        snowflake.run_script(snowflake_hook, statement)
+        print(f"widened: {statement}")
+    return statements
+
+
+def load_window(snowflake_hook, window: dict, variables: dict, *, s3) -> dict:
     """COPY one window's files into staging, check them against its export, MERGE them into the
-    star and empty staging. `variables`: the SQL templates' variables with the window's (window,
-    partition). Returns {"window", "copied": {table: rows}, "merged": {table: {inserted, updated}}}.
+    star and empty staging; first, the Snowflake columns widened to hold the files' numbers
+    (`widen_for_window`, reading the files' footers from the processed bucket through `s3`).
+    `variables`: the SQL templates' variables with the window's (window, partition). Returns
+    {"window", "widened": [ALTERs], "copied": {table: rows}, "merged": {table: {inserted, updated}}}.
     A mismatch fails without retrying (the files will not change) and merges nothing."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    widened = widen_for_window(snowflake_hook, s3, variables["buckets"]["processed"], window, variables["db"])
     variables = {**variables, "star_tables": STAR}
     report = snowflake.CopyReport.copy(snowflake_hook, COPY_FILE, variables)
     copied = copied_rows(report, window["name"])
@@ -102,4 +234,4 @@ def load_window(snowflake_hook, window: dict, variables: dict) -> dict:
         )
     merged = {table: snowflake.merge_counts(results[table][0]) for table in STAR}
     print(f"merged: {merged}")
-    return {"window": window["name"], "copied": copied, "merged": merged}
+    return {"window": window["name"], "widened": widened, "copied": copied, "merged": merged}
