@@ -19,10 +19,13 @@ def test_a_column_added_while_totesys_etl_runs_on_its_schedule_does_not_stop_it(
     """The worst moment, made certain: the column is added in a transaction that stays open while
     scheduled runs go on, so every check_drift sees the old shape (the catalog change is not
     committed) and the next extract of `address` waits on the ALTER's lock. The commit releases it
-    mid-run: that extract must see the new column and reconcile it (extract_table's `hold`); without
-    that, it writes the column and the landing COPY fails on every try. The run caught mid-way and
-    every run after it succeed; the value reaches the landing table and the version the star; the
-    change is logged once, in the run caught mid-way."""
+    mid-run: that extract must see the new column and reconcile it (extract_table's `hold` locks
+    the table before it reads the catalog). The run caught mid-way and every run after it succeed;
+    the value reaches the landing table and the version the star; the change is logged once, by
+    the run caught mid-way. Without `hold` this test fails: the extract had read the catalog before
+    the commit, so it extracted the old columns and only the next run's check logged the change
+    (and had the commit come between check_drift and that catalog read, the extract would have
+    written the new column and the landing COPY failed on every try: `hold`'s own test)."""
     api = airflow.api
     api.settle("totesys_etl")
     before = {r["dag_run_id"] for r in api.runs("totesys_etl")}
