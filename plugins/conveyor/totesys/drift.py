@@ -400,15 +400,21 @@ def landing_type(source_type: str) -> str:
     return source_type if _LANDING_TYPES.fullmatch(source_type) else "text"
 
 
-def _landed(conn, table: str) -> dict[str, str]:
-    """staging.<table>_landed's columns and their types; empty when it does not exist yet."""
+def _landed_columns(conn, table: str) -> dict[str, tuple[str, bool]]:
+    """staging.<table>_landed's columns (window_name aside), each with its type and whether it is
+    NOT NULL; empty when the table does not exist yet."""
     rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a "
         "WHERE a.attrelid = to_regclass(format('staging.%%I', %s::text)) AND a.attnum > 0 "
         "AND NOT a.attisdropped ORDER BY a.attnum",
         (f"{table}_landed",),
     ).fetchall()
-    return {name: pg_type for name, pg_type in rows if name != "window_name"}
+    return {name: (pg_type, not_null) for name, pg_type, not_null in rows if name != "window_name"}
+
+
+def _landed(conn, table: str) -> dict[str, str]:
+    """staging.<table>_landed's columns and their types; empty when it does not exist yet."""
+    return {name: pg_type for name, (pg_type, _) in _landed_columns(conn, table).items()}
 
 
 def _reference(conn, live: SourceSchema) -> tuple[SourceSchema, str]:
@@ -443,13 +449,7 @@ def _unheld(conn, live: SourceSchema, changes: list[Change]) -> list[Change]:
     rounded, never a COPY that cannot find its column)."""
     from conveyor.totesys.widen import holds
 
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a "
-        "WHERE a.attrelid = to_regclass(format('staging.%%I', %s::text)) AND a.attnum > 0 "
-        "AND NOT a.attisdropped",
-        (f"{live.table}_landed",),
-    ).fetchall()
-    landed = {name: (pg_type, not_null) for name, pg_type, not_null in rows}
+    landed = _landed_columns(conn, live.table)
     named = {(c.column, c.kind) for c in changes}
     unheld = []
     for column in live.columns:

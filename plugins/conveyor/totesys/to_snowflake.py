@@ -92,19 +92,16 @@ MAX_PRECISION = 38  # Snowflake's NUMBER
 
 
 def window_files(s3, bucket: str, window: dict) -> dict[str, str]:
-    """{star table: key} of the window's Parquet files, as COPY's PATTERN finds them."""
+    """{star table: key} of the window's Parquet files (the export's keys, windows.data_key), for
+    the tables that have one."""
     from conveyor.s3 import list_objects
+    from conveyor.totesys.windows import file_key
 
     found = {}
     for table in STAR:
-        suffix = f"/{table}-{window['name']}.parquet"
-        keys = [
-            o.key
-            for o in list_objects(s3, bucket, f"{table}/{window['partition']}/")
-            if o.key.endswith(suffix)
-        ]
-        if keys:
-            found[table] = keys[0]
+        key = file_key(table, window["name"], window["partition"], "parquet")
+        if any(o.key == key for o in list_objects(s3, bucket, key)):
+            found[table] = key
     return found
 
 

@@ -111,7 +111,12 @@ def data_key(table: str, window: Window, fmt: str) -> str:
     Both bounds are in the name: a widened scheduled window and a manual run of the same
     interval end at the same instant and must not overwrite each other.
     """
-    return f"{table}/{window_partition(window.end)}/{table}-{window.name}.{fmt}"
+    return file_key(table, window.name, window_partition(window.end), fmt)
+
+
+def file_key(table: str, window_name: str, partition: str, fmt: str) -> str:
+    """data_key from a window's name and partition (what processed_to_snowflake knows of it)."""
+    return f"{table}/{partition}/{table}-{window_name}.{fmt}"
 
 
 def manifest_key(window: Window) -> str:
