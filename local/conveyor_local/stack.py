@@ -338,12 +338,15 @@ def _airflow(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Compl
 LOCAL_SETTINGS = """\
 # Written by `make services`: Airflow imports this in every process; against a stopped local
 # stack, a command stops at once saying so instead of retrying connections for minutes.
+from conveyor_local import botocore_models
 from conveyor_local.guard import require_running
 from conveyor_local.fake_snowflake import route_http_when_imported
 
 require_running()
 # snowflake_default points at the fake Snowflake on loopback, which speaks http (see the module).
 route_http_when_imported()
+# One parsed copy of each botocore model per process, not one per AWS hook (see the module).
+botocore_models.share()
 """
 
 
