@@ -53,18 +53,24 @@ def _migrated_db() -> None:
     cached = _CACHE_DIR / f"airflow-{version('apache-airflow-core')}.db"
     if not cached.exists():
         _CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        scratch = f"{cached}.{os.getpid()}.tmp"  # `make test`'s workers may both get here
         subprocess.run(
             [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
             check=True,
             capture_output=True,
-            env={**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{cached}.tmp"},
+            env={**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{scratch}"},
         )
-        Path(f"{cached}.tmp").rename(cached)
+        Path(scratch).replace(cached)  # atomic: a parallel worker that migrated too writes the same
     (_RUN_DIR / "airflow").mkdir(parents=True, exist_ok=True)
     shutil.copy(cached, _RUN_DIR / "airflow" / "airflow.db")
 
 
 _migrated_db()
+
+from conveyor_local import botocore_models  # noqa: E402
+
+# Each botocore model file parsed once per test process, not once per hook (see the module).
+botocore_models.share()
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402

@@ -14,6 +14,9 @@ import sqlalchemy.orm
 
 from conveyor.defaults import CONTINUOUS_SINCE, Tag
 
+# One worker of `make test` runs the whole module: its parse report is made once, not per worker.
+pytestmark = pytest.mark.xdist_group("dag_integrity")
+
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 

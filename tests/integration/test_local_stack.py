@@ -19,7 +19,8 @@ import pytest
 
 from conveyor_local import sample_data
 
-pytestmark = pytest.mark.integration
+# One worker of `make test` runs the whole module: its stack fixture is built once, not per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("local_stack")]
 
 ROOT = Path(__file__).resolve().parents[2]
 

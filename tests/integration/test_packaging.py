@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPI = "https://pypi.org/simple"
 DAG_IDS = sorted(p.stem for p in (ROOT / "dags").glob("*.py"))
 
-pytestmark = pytest.mark.integration
+# One worker of `make test` runs the whole module: its stack fixture is built once, not per worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("packaging")]
 
 
 def mwaa_python() -> str:
