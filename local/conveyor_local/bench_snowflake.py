@@ -48,9 +48,10 @@ def dag_tasks(set_global=None) -> dict:
 
     from conveyor.paths import PROJECT_ROOT
 
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "curated_to_snowflake.py")).get_dag(
+    # .dags, not get_dag(): the bench has no Airflow metadata database to look in.
+    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "curated_to_snowflake.py")).dags[
         "curated_to_snowflake"
-    )
+    ]
     tasks = {t.task_id: t.python_callable for t in dag.tasks}
     set_global = set_global or (lambda namespace, name, value: namespace.__setitem__(name, value))
     for function in tasks.values():
@@ -148,10 +149,22 @@ def shape(costs: list) -> dict:
 
 
 def measure(sizes: tuple[int, int] = (10, 1_000)) -> dict:
-    """The run's shape at each number of earlier files, on a fresh moto server and fake Snowflake."""
+    """The run's shape at each number of earlier files, on a fresh moto server and fake Snowflake
+    (the tasks' own output and the hooks' SQL logging kept out of the bench's report)."""
+    import contextlib
+    import io
+    import logging
+
     from conveyor_local.bench import _s3, _start_moto
     from conveyor_local.stack import free_port
 
+    for name in ("airflow", "snowflake", "fakesnow", "uvicorn", "sqlglot"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _measure(sizes, _s3, _start_moto, free_port)
+
+
+def _measure(sizes, _s3, _start_moto, free_port) -> dict:
     moto, endpoint = _start_moto()
     stop = None
     try:
