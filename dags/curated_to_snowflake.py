@@ -2,16 +2,25 @@
 ### Curated events → Snowflake
 
 Replaces the curated Snowpipe and its JSON flattening. Runs each time `s3_event_copy` updates the
-`curated` asset: `COPY INTO EVENTS.RAW_EVENTS` (one VARIANT row per JSON document, with its file,
-the file's S3 last-modified time, its row and the load time) from the curated stage, then a
-`MERGE` that flattens the order events loaded since the last merge into `EVENTS.ORDERS` and
-`EVENTS.ORDER_ITEMS`.
+`curated` asset, and once a day at 03:17 UTC (the sweep): `COPY INTO EVENTS.RAW_EVENTS` (one
+VARIANT row per JSON document, with its file, the file's S3 last-modified time, its row and the
+load time) from the curated stage, then a `MERGE` that flattens the order events loaded since the
+last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
 
+* **Loads exactly the files the events name**: each `curated` asset event's extra lists the keys
+  `s3_event_copy` copied; the COPY names them (`FILES = (...)`, 1,000 per COPY) and lists nothing,
+  so its cost follows the run's files, not the files already in curated.
+* **Sweeps for the files no event named**: the daily run, a manual run, an event that names no
+  keys (more than 1,000 copied) and the `sweep` Param list the whole prefix (`PATTERN`); the load
+  metadata skips what was loaded, so only the missed files load.
+* **The merge reads only what the loads since the last merge added** (RAW_EVENTS rows after its
+  watermark), whatever those rows are: orders, rejects or other events are not read again.
 * **Never double-loads**: Snowflake's load metadata skips every file this COPY loaded before
   (Snowpipe keeps its own, so use the curated pipe or this DAG, not both); the MERGE keeps the
   newest version of each order and changes nothing on a rerun.
 * **A malformed file** (`ON_ERROR = SKIP_FILE`) loads nothing; the other files load and merge,
   then `check_loads` fails the run naming the file and its first error. The file stays in curated.
+  A named file that no longer exists is named the same way.
 * **An order event that does not type** (a null or non-numeric `order_id`, a `total` that is not
   a `NUMBER(12, 2)`, a country longer than 2 characters, no `ordered_at`, ...) goes to
   `EVENTS.ORDER_REJECTS` with its file, row, reason and raw document; the other events are
@@ -20,17 +29,22 @@ the file's S3 last-modified time, its row and the load time) from the curated st
 * **Newest wins by the producer's clock**: an order's versions are ordered by `ordered_at`, then
   the curated file's S3 last-modified time, name and row; an old event loaded late (a replay, a
   DLQ redrive) does not overwrite a newer order or its lines.
-* **validate_only** (Param): `VALIDATION_MODE = RETURN_ERRORS` over the stage instead of loading;
-  the run lists what would fail and loads and merges nothing.
+* **files** (Param): load (or validate) exactly these curated files (keys under `events/`, or
+  names under the stage) instead of what the events name.
+* **sweep** (Param): list the whole prefix even when the events name their files.
+* **validate_only** (Param): `VALIDATION_MODE = RETURN_ERRORS` over the files the run names
+  (`files`, or the events'), else over the whole stage (every file ever written: name files
+  to keep it short); the run lists what would fail and loads and merges nothing.
 * **merge_only** (Param): load nothing, merge the raw rows loaded since the last merge (by this
-  DAG or the Snowpipe path's task). On the Snowpipe path, the recovery after a stale stream:
-  the rows the task never read are merged once (keep the DAG paused otherwise).
+  DAG or the Snowpipe path's task), with an hour of overlap. On the Snowpipe path, the recovery
+  after a stale stream: the rows the task never read are merged once (keep the DAG paused
+  otherwise).
 * Needs `snowflake_setup` once. SQL: `include/sql/snowflake/events/`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from conveyor import snowflake
@@ -39,11 +53,13 @@ from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import names_from_variable
 
 DAG_ID = "curated_to_snowflake"
+# The daily sweep: a run no asset event triggered lists the prefix, for files no event named.
+SWEEP_SCHEDULE = CronTriggerTimetable("17 3 * * *", timezone="UTC")
 
 
 @dag(
     dag_id=DAG_ID,
-    schedule=[CURATED],
+    schedule=AssetOrTimeSchedule(timetable=SWEEP_SCHEDULE, assets=[CURATED]),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -52,6 +68,17 @@ DAG_ID = "curated_to_snowflake"
     params={
         "validate_only": Param(
             False, type="boolean", title="Only validate (VALIDATION_MODE = RETURN_ERRORS); load nothing"
+        ),
+        "files": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Load (or validate) exactly these curated files: keys under events/ (empty: what the events name)",
+        ),
+        "sweep": Param(
+            False,
+            type="boolean",
+            title="List the whole events/ prefix (PATTERN), even if the events name files",
         ),
         "merge_only": Param(
             False,
@@ -62,13 +89,22 @@ DAG_ID = "curated_to_snowflake"
 )
 def curated_to_snowflake():
     @task
-    def copy_raw_events(params=None) -> dict:
-        """COPY new curated files into EVENTS.RAW_EVENTS (or only validate, or skip for merge_only)."""
+    def copy_raw_events(params=None, triggering_asset_events=None) -> dict:
+        """COPY the files the run names (else a sweep) into RAW_EVENTS, or validate, or skip."""
         variables = snowflake.settings_from_variable().template_variables(names_from_variable())
         hook = snowflake.hook()
+        files = snowflake.run_files(params, triggering_asset_events)
+        print(snowflake.describe_files(files))
         if params["validate_only"]:
+            if files is not None and not files:
+                raise AirflowSkipException("validate_only: the run names no .json file under events/")
             errors = snowflake.validation_errors(
-                snowflake.run_script(hook, snowflake.render("events/validate_raw_events.sql", variables))
+                snowflake.run_script(
+                    hook,
+                    snowflake.render(
+                        "events/validate_raw_events.sql", snowflake.load_variables(variables, files)
+                    ),
+                )
             )
             for error in errors:
                 print(f"would fail: {error['file']} (line {error['line']}): {error['error']}")
@@ -77,18 +113,23 @@ def curated_to_snowflake():
         if params["merge_only"]:
             print("merge_only: nothing loaded; merging what RAW_EVENTS holds since the last merge")
             return snowflake.CopyReport().to_dict()
-        report = snowflake.CopyReport.copy(hook, "events/copy_raw_events.sql", variables)
+        report = snowflake.CopyReport.copy(hook, "events/copy_raw_events.sql", variables, files)
         print(report.summary())
         return report.to_dict()
 
     @task
-    def merge_orders() -> dict:
+    def merge_orders(params=None) -> dict:
         """Flatten the order events loaded since the last merge into ORDERS and ORDER_ITEMS."""
         settings = snowflake.settings_from_variable()
-        variables = settings.template_variables(
-            names_from_variable(), source=f"{settings.database}.EVENTS.RAW_EVENTS_PENDING"
-        )
-        merged = snowflake.merge_orders(snowflake.hook(), variables)
+        variables = settings.template_variables(names_from_variable())
+        hook = snowflake.hook()
+        if params["merge_only"]:  # the Snowpipe path's recovery: an hour of overlap
+            source = f"{settings.database}.EVENTS.RAW_EVENTS_PENDING"
+        else:
+            since = snowflake.merged_up_to(hook, variables)
+            print(f"merging the raw rows loaded after {since}")
+            source = snowflake.raw_events_after(variables, since)
+        merged = snowflake.merge_orders(hook, {**variables, "source": source})
         print(f"merged: {merged}")
         return merged
 

@@ -45,7 +45,7 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
 from conveyor import alerts
-from conveyor.assets import CURATED
+from conveyor.assets import CURATED, curated_extra
 from conveyor.defaults import CONTINUOUS_SINCE, DEFAULT_ARGS, Tag
 from conveyor.events import copier
 from conveyor.events.sensor import EventQueueSensor
@@ -144,7 +144,9 @@ def s3_event_copy():
             raise RuntimeError(" ".join(problems))
         if not summary["copied"]:
             raise AirflowSkipException(f"nothing copied: {copier.outline(summary)}")
-        outlet_events[CURATED].extra = {"objects": summary["copied"], "bytes": summary["bytes"]}
+        outlet_events[CURATED].extra = curated_extra(
+            summary["copied_keys"], summary["copied"], summary["bytes"]
+        )
         return summary
 
     @task(outlets=[CURATED])
@@ -155,7 +157,7 @@ def s3_event_copy():
         result = copier.copy_keys(
             s3, names.bucket("raw"), params["replay_keys"], names.bucket("curated"), prefix=EVENTS_PREFIX
         )
-        outlet_events[CURATED].extra = {"objects": result["copied"], "bytes": result["bytes"]}
+        outlet_events[CURATED].extra = curated_extra(result["keys"], result["copied"], result["bytes"])
         return result
 
     chain(queue_url, choose_source(), [wait_for_events, replay_keys()])

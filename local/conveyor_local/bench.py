@@ -15,6 +15,8 @@
    window after a full load.
 5. s3_event_copy under the real scheduler (conveyor_local.event_latency): put_object in raw ->
    copy in curated, p50 and p95 over 20 objects, beside the old Lambda copier's documented latency.
+6. One curated_to_snowflake run on the fake Snowflake (conveyor_local.bench_snowflake): the
+   statements it sends and the files and rows they read, at 10 and at 1,000 earlier files.
 """
 
 from __future__ import annotations
@@ -324,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         "--pandas-rows", type=int, default=200_000, help="rows pandas.to_sql loads (its rate is compared)"
     )
     parser.add_argument(
-        "--only", choices=["copies", "parsing", "extract", "warehouse", "latency"], action="append"
+        "--only",
+        choices=["copies", "parsing", "extract", "warehouse", "latency", "snowflake"],
+        action="append",
     )
     parser.add_argument("--rss-probe", nargs=2, metavar=("DSN", "ENDPOINT"), help=argparse.SUPPRESS)
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
         dsn, endpoint, key, rows = args.warehouse_rss_probe
         return bench_warehouse.rss_probe(dsn, endpoint, key, int(rows))
-    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "latency"])
+    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "latency", "snowflake"])
     if "copies" in only:
         bench_copies_report(args)
     if "parsing" in only:
@@ -353,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         from conveyor_local import event_latency
 
         event_latency.report()
+    if "snowflake" in only:
+        from conveyor_local import bench_snowflake
+
+        bench_snowflake.report(args)
     return 0
 
 

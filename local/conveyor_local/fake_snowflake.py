@@ -21,16 +21,30 @@ stricter: `VARCHAR(n)` lengths are enforced (`enforce_declared_types`). Streams,
 storage integrations, named file formats and the monitoring functions (`SYSTEM$PIPE_STATUS`,
 `TASK_HISTORY`, `COPY_HISTORY`, `SHOW STREAMS`) stay unsupported: fakesnow refuses them, and the
 tests check that SQL by parsing it.
+
+`COPY INTO ... FILES = ('a', 'b')` is fakesnow's own: each name is joined to the stage's URL and
+read, none listed. A named file that does not exist is reported `LOAD_FAILED` ("file not
+found") and the others load (Snowflake names a missing file in its error the same way); load
+history applies to named files as to listed ones.
+
+`cost_accounting()` records what each statement costs (the tests and the bench read it): the
+rows each table scan returned after the filters DuckDB pushed into it (constant filters, and the
+min/max of a join's other side), and for a COPY the files it listed or named. What it cannot
+show is Snowflake's pruning itself: DuckDB reads every row group of a table this small, so the
+returned rows stand for what Snowflake reads once its micro-partitions are pruned by the same
+filters (a load-ordered RAW_EVENTS prunes by LOADED_AT as DuckDB filters by it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import importlib
 import importlib.abc
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -48,6 +62,99 @@ FILE_LAST_MODIFIED = "_conveyor_file_last_modified"
 
 _patched = False
 _S3_FILESYSTEM = None  # the s3fs filesystem DuckDB reads S3 through (register_s3)
+_COSTS: list | None = None  # cost_accounting's record while one is open
+
+
+@dataclasses.dataclass
+class StatementCost:
+    """One statement the fake ran: its kind (COPY, MERGE, SELECT...), its start, the rows each
+    table's scans returned (after pushed-down filters), and for a COPY the files it listed or named."""
+
+    kind: str
+    text: str
+    rows: dict = dataclasses.field(default_factory=dict)  # and "<files>": a COPY's files
+
+    @property
+    def files(self) -> int:
+        return self.rows.get("<files>", 0)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(v for k, v in self.rows.items() if k != "<files>")
+
+
+@contextlib.contextmanager
+def cost_accounting():
+    """Record every statement the fake (served in this process) runs while open; yields the list
+    of StatementCost it fills. One at a time."""
+    global _COSTS
+    if _COSTS is not None:
+        raise RuntimeError("cost_accounting is already open")
+    _COSTS = costs = []
+    try:
+        yield costs
+    finally:
+        _COSTS = None
+
+
+def _scanned_rows(profile: dict) -> dict:
+    """Rows returned by each table's scans in a DuckDB JSON profile, by table name."""
+    rows: dict = {}
+    stack = [profile]
+    while stack:
+        node = stack.pop()
+        table = (node.get("extra_info") or {}).get("Table")
+        if table and "SCAN" in str(node.get("operator_name") or node.get("operator_type") or ""):
+            name = table.rsplit(".", 1)[-1].upper()
+            rows[name] = rows.get(name, 0) + int(node.get("operator_cardinality") or 0)
+        stack.extend(node.get("children") or [])
+    return rows
+
+
+class _ProfiledConnection:
+    """A DuckDB connection that adds the rows each query's table scans returned to `rows`
+    (fakesnow runs several queries for one statement: a MERGE's parts, a result's row)."""
+
+    def __init__(self, conn, rows: dict):
+        self._conn, self._rows = conn, rows
+
+    def execute(self, *args, **kwargs):
+        result = self._conn.execute(*args, **kwargs)
+        try:
+            scanned = _scanned_rows(json.loads(self._conn.get_profiling_information(format="json")))
+        except Exception:  # a query without a profile (a PRAGMA, a SET)
+            scanned = {}
+        for table, count in scanned.items():
+            if not table.startswith("_FS_"):  # the fake's own bookkeeping (the load history)
+                self._rows[table] = self._rows.get(table, 0) + count
+        return self if result is self._conn else result
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def _account_costs() -> None:
+    """Wrap fakesnow's statement execution to fill cost_accounting's record (a no-op when none
+    is open): one StatementCost per statement a client sends."""
+    from fakesnow.cursor import FakeSnowflakeCursor
+
+    execute = FakeSnowflakeCursor.execute
+
+    def execute_and_account(self, command, *args, **kwargs):
+        if _COSTS is None:
+            return execute(self, command, *args, **kwargs)
+        text = re.sub(r"/\*.*?\*/|--[^\n]*", " ", str(command), flags=re.S).strip()
+        cost = StatementCost((text.split(None, 1) or ["?"])[0].upper(), " ".join(text.split())[:120])
+        raw = self._duck_conn
+        raw.execute("PRAGMA enable_profiling = 'no_output'")
+        self._duck_conn = _ProfiledConnection(raw, cost.rows)
+        try:
+            return execute(self, command, *args, **kwargs)
+        finally:
+            self._duck_conn = raw
+            _COSTS.append(cost)
+
+    FakeSnowflakeCursor.execute = execute_and_account
 
 
 # --- the client side: the hook reaches the server over plain HTTP -------------------------------
@@ -161,6 +268,7 @@ def extend_fakesnow() -> None:
     if _patched:
         return
     enforce_declared_types()
+    _account_costs()
     import fakesnow.copy_into as ci
     import fakesnow.cursor
     import fakesnow.transforms
@@ -280,11 +388,21 @@ def extend_fakesnow() -> None:
             name, _, path = source[1:].partition("/")
             source = ci.stage_url_from_var(name, duck_conn, current_database, current_schema)
             source = source.rstrip("/") + "/" + path if path else source
-        if cparams.files:
+        missing = []
+        if cparams.files:  # read by name, nothing listed; a name that is not there is named
             urls = ci._source_urls(source, cparams.files)
+            missing = [u for u in urls if _file_tag(u) is None]
+            urls = [u for u in urls if u not in missing]
         else:
             urls = list_files(source, duck_conn, extra.pattern)
-        if not urls:
+        if isinstance(duck_conn, _ProfiledConnection):  # cost_accounting: the files considered
+            duck_conn._rows["<files>"] = len(urls) + len(missing)
+        not_found = [f"Remote file '{u}' was not found." for u in missing]
+        if not_found and not extra.validation_mode and extra.on_error != "SKIP_FILE":
+            raise snowflake.connector.errors.ProgrammingError(
+                msg=not_found[0], errno=100069, sqlstate="22000"
+            )
+        if not urls and not missing:
             return _nothing_processed(duck_conn)
         table = ci._extract_table(expr.this)
         schema = table.db or current_schema
@@ -296,14 +414,19 @@ def extend_fakesnow() -> None:
                 {url: ci._get_parquet_column_names(url, duck_conn) for url in urls},
                 target_columns=ci._get_table_columns(table, duck_conn, current_database, schema),
             )
-        statements = inserts(expr, cparams, urls, is_json, parquet_info)
+        statements = inserts(expr, cparams, urls, is_json, parquet_info) if urls else []
         duck_conn.execute(
             "ALTER TABLE _fs_information_schema._fs_load_history ADD COLUMN IF NOT EXISTS etag VARCHAR"
         )
         if extra.validation_mode:
-            return _validate(duck_conn, statements, urls, exp)
+            found = [
+                (m, u, None, None, None, "parsing", "100069") for m, u in zip(not_found, missing, strict=True)
+            ]
+            return _validate(duck_conn, statements, urls, exp, found)
 
-        rows, history = [], []
+        # A named file that is not there (ON_ERROR = SKIP_FILE): named, the others load.
+        rows = [(u, "LOAD_FAILED", 0, 0, 1, 1, m, None) for m, u in zip(not_found, missing, strict=True)]
+        history = []
         now = datetime.datetime.now(datetime.UTC).isoformat()
         for statement, url in zip(statements, urls, strict=True):
             # As in Snowflake's load metadata: a file loaded before (same name, same ETag) is left
@@ -423,6 +546,26 @@ def enforce_declared_types() -> None:
     FakeSnowflakeCursor._execute = execute_with_snowflake_errors
 
 
+def mark_loaded(
+    table: str, files: dict[str, str], schema: str = "EVENTS", database: str = "CONVEYOR"
+) -> None:
+    """Record `files` ({url: ETag}) in the load history of `table`, as if a COPY had loaded them
+    (the tests and the bench build a long history this way: a COPY per file takes a second on the
+    fake). Only for the server in this process."""
+    import fakesnow.server
+
+    duck_conn = fakesnow.server.shared_fs.duck_conn.cursor()
+    history = f"{database}._fs_information_schema._fs_load_history"
+    duck_conn.execute(f"ALTER TABLE {history} ADD COLUMN IF NOT EXISTS etag VARCHAR")
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    duck_conn.executemany(
+        f"INSERT INTO {history} (schema_name, file_name, table_name, "
+        "last_load_time, status, row_count, row_parsed, error_count, error_limit, etag) "
+        "VALUES (?, ?, ?, ?, 'LOADED', 1, 1, 0, 1, ?)",
+        [[schema, url, table.upper(), now, etag] for url, etag in files.items()],
+    )
+
+
 def _nothing_processed(duck_conn) -> str:
     sql = "SELECT 'Copy executed with 0 files processed.' AS status"
     duck_conn.execute(sql)
@@ -474,9 +617,10 @@ def _read_error(duck_conn, statement) -> str | None:
     return None
 
 
-def _validate(duck_conn, statements, urls, exp) -> str:
-    """VALIDATION_MODE = RETURN_ERRORS: read every file, load nothing, one row per failing file."""
-    errors = []
+def _validate(duck_conn, statements, urls, exp, errors=()) -> str:
+    """VALIDATION_MODE = RETURN_ERRORS: read every file, load nothing, one row per failing file
+    (after `errors`, the named files that are not there)."""
+    errors = list(errors)
     for statement, url in zip(statements, urls, strict=True):
         if message := _read_error(duck_conn, statement):
             errors.append((message, url, _line(message), None, None, "parsing", "100069"))
@@ -512,12 +656,18 @@ def _last_modified(url: str) -> datetime.datetime:
     return modified.astimezone(datetime.UTC).replace(tzinfo=None)
 
 
-def _file_tag(url: str) -> str:
+def _file_tag(url: str) -> str | None:
     """What tells a file's versions apart, as the load metadata keeps it: S3's ETag (a local
-    file's mtime and size)."""
+    file's mtime and size); None when the file does not exist."""
     if url.startswith("s3://") and _S3_FILESYSTEM is not None:
-        return str(_S3_FILESYSTEM.info(url)["ETag"])
-    stat = os.stat(urlparse(url).path if url.startswith("file:") else url)
+        try:
+            return str(_S3_FILESYSTEM.info(url)["ETag"])
+        except FileNotFoundError:
+            return None
+    path = urlparse(url).path if url.startswith("file:") else url
+    if not os.path.exists(path):
+        return None
+    stat = os.stat(path)
     return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from conveyor.config import ConfigError
 from conveyor.paths import sql_path
-from conveyor.resources import BUCKETS, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, ResourceNames
+from conveyor.resources import BUCKETS, EVENTS_PREFIX, SNOWFLAKE_CONN_ID, SNOWFLAKE_VARIABLE, ResourceNames
 
 # What snowflake_setup applies, in order. The Snowpipe objects (file formats, pipes, streams,
 # tasks) only when asked: they load and merge without Airflow.
@@ -97,7 +97,14 @@ def render(name: str, variables: dict) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters["sql_string"] = sql_string
     return env.get_template(name).render(**variables)
+
+
+def sql_string(value) -> str:
+    """A Snowflake string literal: single quotes doubled, backslashes (an escape in a
+    single-quoted string) doubled."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def check_setup_settings(settings: SnowflakeSettings, *, integration: bool, snowpipe: bool) -> None:
@@ -182,6 +189,73 @@ def merge_counts(rows: list[dict]) -> dict:
     return {k.lower().removeprefix("number of rows "): int(v or 0) for k, v in row.items()}
 
 
+# --- which curated files a load names ----------------------------------------------------------
+
+MAX_COPY_FILES = 1000  # Snowflake's limit for one COPY's FILES list
+CURATED_SUFFIX = ".json"  # what the sweep's PATTERN loads
+
+
+def stage_files(keys) -> list[str]:
+    """Curated bucket keys as the curated stage (`s3://<curated>/events/`) names them, each once:
+    the path under `events/`, only the `.json` files the sweep's PATTERN would load."""
+    names = (key.removeprefix(EVENTS_PREFIX) for key in keys if key.startswith(EVENTS_PREFIX))
+    return list(dict.fromkeys(n for n in names if n.endswith(CURATED_SUFFIX)))
+
+
+def files_from_events(events) -> list[str] | None:
+    """The curated files the triggering `curated` asset events name (their extra's `keys`), or
+    None when a load must sweep instead: no event (a manual or the daily run), or an event that
+    names none (it copied more than `conveyor.assets.MAX_EVENT_KEYS`, or its producer predates
+    `keys`)."""
+    events = list(events)
+    if not events:
+        return None
+    keys = []
+    for event in events:
+        extra = getattr(event, "extra", None) or {}
+        if not isinstance(extra.get("keys"), list):
+            return None
+        keys += extra["keys"]
+    return stage_files(keys)
+
+
+def run_files(params: dict, triggering_asset_events=None) -> list[str] | None:
+    """What a curated_to_snowflake run loads: the `files` Param's (curated keys under `events/`),
+    else nothing named (None: a sweep) when the `sweep` Param asks, else the triggering events'."""
+    if params.get("files"):
+        names = stage_files(params["files"])
+        if refused := [k for k in params["files"] if k.removeprefix(EVENTS_PREFIX) not in names]:
+            raise ConfigError(
+                f"files: {len(refused)} key(s) not a {CURATED_SUFFIX} file under {EVENTS_PREFIX} (only those "
+                f"are loaded): {'; '.join(refused[:10])}"
+            )
+        return names
+    if params.get("sweep"):
+        return None
+    events = [e for found in (triggering_asset_events or {}).values() for e in found]
+    return files_from_events(events)
+
+
+def describe_files(files: list[str] | None) -> str:
+    """One log line: what the run's COPY reads."""
+    if files is None:
+        return "sweep: listing the whole curated stage (PATTERN); the load metadata skips what was loaded"
+    shown = ", ".join(files[:5]) + (f" (and {len(files) - 5} more)" if len(files) > 5 else "")
+    batches = len(file_batches(files))
+    return f"loading the {len(files)} named file(s) in {batches} COPY statement(s): {shown}"
+
+
+def file_batches(names: list[str], size: int = MAX_COPY_FILES) -> list[list[str]]:
+    """`names` in batches of at most `size` (one COPY each)."""
+    return [names[i : i + size] for i in range(0, len(names), size)]
+
+
+def load_variables(variables: dict, files: list[str] | None) -> dict:
+    """The COPY templates' variables: `file_batches` when the load names its files (an empty list
+    loads nothing), none for a sweep."""
+    return variables if files is None else {**variables, "file_batches": file_batches(files)}
+
+
 # --- COPY INTO's report -------------------------------------------------------------------------
 
 
@@ -225,9 +299,12 @@ class CopyReport:
         )
 
     @classmethod
-    def copy(cls, snowflake_hook, name: str, variables: dict) -> CopyReport:
-        """Run the COPY statements of a `.sql` file; what they loaded and what failed, per file."""
-        return cls.from_results(run_script(snowflake_hook, render(name, variables)))
+    def copy(cls, snowflake_hook, name: str, variables: dict, files: list[str] | None = None) -> CopyReport:
+        """Run the COPY statements of a `.sql` file; what they loaded and what failed, per file.
+        `files`: the stage's files to load (a COPY per 1,000), None to sweep (see `load_variables`)."""
+        if files is not None and not files:
+            return cls()
+        return cls.from_results(run_script(snowflake_hook, render(name, load_variables(variables, files))))
 
     def failure_message(self, what: str) -> str | None:
         """A message naming every file that did not load, or None when all did."""
@@ -256,6 +333,25 @@ def fail_on_failed_files(report: dict, what: str, rejects: list[dict] = ()) -> N
 
 # What merge_orders.sql runs, in order: what each statement did.
 ORDER_MERGE_STATEMENTS = ("rejected", "orders", "order_items", "lines_removed", "watermark")
+
+
+def merged_up_to(snowflake_hook, variables: dict):
+    """The newest LOADED_AT the order merge has seen (merge_since.sql): the next merge reads after
+    it. Before the first merge, where earlier versions of the merge stopped."""
+    [[row]] = run_script(snowflake_hook, render("events/merge_since.sql", variables))
+    if (since := next(iter(row.values()))) is not None:
+        return since
+    first = {**variables, "before_first_watermark": True}
+    [[row]] = run_script(snowflake_hook, render("events/merge_since.sql", first))
+    return next(iter(row.values()))
+
+
+def raw_events_after(variables: dict, since) -> str:
+    """The Airflow merge's source: RAW_EVENTS' rows loaded after `since`, bound as a constant.
+    (A datetime is written to the microsecond, rounded down: a row of the same microsecond as the
+    watermark is read again, which the MERGE makes harmless, and none is skipped.)"""
+    text = since.isoformat(sep=" ") if hasattr(since, "isoformat") else str(since)
+    return render("events/raw_events_after.sql", {**variables, "since": text}).strip()
 
 
 def merge_orders(snowflake_hook, variables: dict) -> dict:

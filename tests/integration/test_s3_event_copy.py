@@ -138,7 +138,12 @@ def test_objects_put_into_raw_events_reach_curated_byte_identical_and_the_queue_
 
     with create_session() as session:
         [event] = session.query(AssetEvent).filter(AssetEvent.source_run_id == dag_run.run_id).all()
-        assert event.extra == {"objects": 3, "bytes": sum(map(len, bodies.values()))}
+        # The keys copied, each once: what curated_to_snowflake loads by name (FILES).
+        assert {**event.extra, "keys": sorted(event.extra["keys"])} == {
+            "objects": 3,
+            "bytes": sum(map(len, bodies.values())),
+            "keys": sorted(bodies),
+        }
 
 
 def test_raw_events_several_records_and_duplicate_deliveries(clients):
@@ -418,6 +423,13 @@ def test_manual_replay_copies_the_given_keys(clients):
     assert dag_run.state == "success"
     assert task_states(dag_run)["wait_for_events"] == ["skipped"]
     assert curated(s3) == {"events/old/a.json": b"a", "events/old/b c.json": b"bc"}
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:  # the replayed keys, for curated_to_snowflake to load by name
+        [event] = session.query(AssetEvent).filter(AssetEvent.source_run_id == dag_run.run_id).all()
+        assert event.extra == {"objects": 2, "bytes": 3, "keys": ["events/old/a.json", "events/old/b c.json"]}
 
 
 def test_replay_of_a_missing_key_or_one_outside_events_fails_naming_it(clients, no_retries):

@@ -35,6 +35,7 @@ TEMPLATE_VARIABLES = SETTINGS.template_variables(
     window="20240305T195900Z-20240305T200200Z",
     partition="2024/03/05/2002",
     star_tables=STAR,
+    since="2024-03-05 20:02:00.123456+00:00",
 )
 
 

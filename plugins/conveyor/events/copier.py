@@ -129,6 +129,7 @@ class _Summary:
     waves: int = 0
     copied: int = 0
     bytes: int = 0
+    copied_keys: list = field(default_factory=list)  # the target keys copied (CURATED's extra)
     deleted: int = 0
     released: int = 0
     test_events: int = 0
@@ -222,6 +223,7 @@ def _settle(s3, sqs_client, queue_url, wave, target_bucket, day, copy_until, sum
     )
     by_source = {_version(r.request.source): r for r in results}
     summary.copied += sum(r.ok for r in results)
+    summary.copied_keys += [r.request.target_key for r in results if r.ok]
     summary.bytes += sum(r.size for r in results if r.ok)
 
     def outcome(o: ObjectCreated) -> tuple[Outcome | None, str]:

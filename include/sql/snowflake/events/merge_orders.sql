@@ -129,11 +129,16 @@ WHEN NOT MATCHED THEN INSERT (ORDER_ID, LINE_NUMBER, SKU, QUANTITY, UNIT_PRICE, 
   VALUES (s.ORDER_ID, s.LINE_NUMBER, s.SKU, s.QUANTITY, s.UNIT_PRICE, s.LOADED_AT);
 
 -- 4. An order whose newest version has fewer items: its lines past ITEM_COUNT are no longer part
--- of it (only the orders of this source: the cost follows the batch, not the table).
+-- of it. Only the orders of this source: their ids and item counts are picked out first, and only
+-- those orders' lines are joined (the cost follows the batch, not the tables).
 DELETE FROM {{ db }}.EVENTS.ORDER_ITEMS AS i
-USING {{ db }}.EVENTS.ORDERS AS o
-WHERE i.ORDER_ID = o.ORDER_ID AND i.LINE_NUMBER > COALESCE(o.ITEM_COUNT, 0)
-  AND o.ORDER_ID IN (SELECT e.ORDER_ID FROM {{ order_events() }} AS e WHERE e.REASON IS NULL);
+USING (
+  SELECT o.ORDER_ID, o.ITEM_COUNT
+  FROM {{ db }}.EVENTS.ORDERS AS o
+  JOIN (SELECT DISTINCT e.ORDER_ID FROM {{ order_events() }} AS e WHERE e.REASON IS NULL) AS b
+    ON b.ORDER_ID = o.ORDER_ID
+) AS o
+WHERE i.ORDER_ID = o.ORDER_ID AND i.LINE_NUMBER > COALESCE(o.ITEM_COUNT, 0);
 
 -- 5. The merge has seen the source up to its newest LOADED_AT: orders, rejects and other events.
 MERGE INTO {{ db }}.EVENTS.MERGE_WATERMARKS AS t
