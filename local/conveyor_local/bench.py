@@ -324,7 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         "--pandas-rows", type=int, default=200_000, help="rows pandas.to_sql loads (its rate is compared)"
     )
     parser.add_argument(
-        "--only", choices=["copies", "parsing", "extract", "warehouse", "latency"], action="append"
+        "--only", choices=["copies", "parsing", "extract", "warehouse", "history", "latency"], action="append"
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        nargs=2,
+        default=[100_000, 10_000_000],
+        metavar=("SMALL", "BIG"),
+        help="landed history rows the 1,000-row window is modelled over",
     )
     parser.add_argument("--rss-probe", nargs=2, metavar=("DSN", "ENDPOINT"), help=argparse.SUPPRESS)
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
@@ -338,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
         dsn, endpoint, key, rows = args.warehouse_rss_probe
         return bench_warehouse.rss_probe(dsn, endpoint, key, int(rows))
-    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "latency"])
+    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "history", "latency"])
     if "copies" in only:
         bench_copies_report(args)
     if "parsing" in only:
@@ -349,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         from conveyor_local import bench_warehouse
 
         bench_warehouse.report(args)
+    if "history" in only:
+        from conveyor_local import bench_warehouse
+
+        bench_warehouse.report_history(args)
     if "latency" in only:
         from conveyor_local import event_latency
 
