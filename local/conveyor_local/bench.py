@@ -13,6 +13,9 @@
 4. A ToteSys window into the warehouse (conveyor_local.bench_warehouse): landing vs COPY from a
    local CSV file, land + model vs the same limit and vs pandas.to_sql, peak RSS, and a small
    window after a full load.
+4b. The model of a 1,000-row window over 100,000 and 10,000,000 landed history rows
+   (`--history SMALL BIG`), generated straight into the landing tables, and their ratio (goal
+   <= 1.2x); alone: `python -m conveyor_local.bench --only history` (about 4 minutes).
 5. s3_event_copy under the real scheduler (conveyor_local.event_latency): put_object in raw ->
    copy in curated, p50 and p95 over 20 objects, beside the old Lambda copier's documented latency.
 """

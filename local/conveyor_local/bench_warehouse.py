@@ -7,7 +7,9 @@ measured in the same run.
   (how the old loader worked);
 - peak RSS of the landing, in a child process (goal < 300 MiB);
 - a 1,000-row window into a warehouse already holding 2,000,000 facts, as a fraction of that
-  full load's time (goal < 5%).
+  full load's time (goal < 5%);
+- (`--only history`) the model of a 1,000-row window over 100,000 and over 10,000,000 landed
+  history rows, and their ratio (goal <= 1.2x; issue 19).
 """
 
 from __future__ import annotations

@@ -52,3 +52,26 @@ END
 $$;
 CREATE INDEX IF NOT EXISTS staff_landed_department ON staging.staff_landed (department_id);
 CREATE INDEX IF NOT EXISTS counterparty_landed_legal_address ON staging.counterparty_landed (legal_address_id);
+
+-- The dimensions built through a join look the joined row up once per row they build: a LATERAL
+-- subquery behind OFFSET 0 (which the planner keeps as it is) reads the joined table's newest
+-- version by key, by index. As a plain join the planner weighs that against building the whole
+-- joined view (every department, every address) and, misled by its guess of a window's size,
+-- chose the latter: 220 ms of dim_staff's model at 10M history rows, against 8 ms so. (A whole
+-- read of the view, as the gate's every-source-has-a-row check does, is slower so: 1.5 s against
+-- 0.6 s for 100,000 staff, 25,000 departments.) Same columns, same rows as migration 002's.
+CREATE OR REPLACE VIEW staging.dim_staff_source AS
+    SELECT s.staff_id, s.first_name, s.last_name, d.department_name, d.location, s.email_address,
+           staging.version_us(s.last_updated) * 1e16 + staging.version_us(d.last_updated) AS source_version
+    FROM staging.staff AS s
+    LEFT JOIN LATERAL (SELECT * FROM staging.department AS d WHERE d.department_id = s.department_id OFFSET 0) AS d
+        ON true;
+CREATE OR REPLACE VIEW staging.dim_counterparty_source AS
+    SELECT c.counterparty_id, c.counterparty_legal_name, a.address_line_1 AS counterparty_legal_address_line_1,
+           a.address_line_2 AS counterparty_legal_address_line_2, a.district AS counterparty_legal_district,
+           a.city AS counterparty_legal_city, a.postal_code AS counterparty_legal_postal_code,
+           a.country AS counterparty_legal_country, a.phone AS counterparty_legal_phone_number,
+           staging.version_us(c.last_updated) * 1e16 + staging.version_us(a.last_updated) AS source_version
+    FROM staging.counterparty AS c
+    LEFT JOIN LATERAL (SELECT * FROM staging.address AS a WHERE a.address_id = c.legal_address_id OFFSET 0) AS a
+        ON true;
