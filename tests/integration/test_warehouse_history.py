@@ -149,3 +149,27 @@ def test_a_late_or_repeated_version_never_moves_a_row_backwards(warehouse_dsn):
 
 def _without_comments(statement: str) -> str:
     return "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+
+
+def test_every_table_the_star_is_built_from_has_its_version_index(warehouse_dsn):
+    """A source star.yml adds without a migration that indexes it would read its whole history
+    on every run again: each landing table has (primary key, last_updated, window_name)."""
+    with psycopg.connect(warehouse_dsn) as conn:
+        migrations.migrate(conn)
+        indexed = {
+            (table, tuple(columns))
+            for table, columns in conn.execute(
+                "SELECT c.relname, array_agg(a.attname ORDER BY k.ord)::text[] FROM pg_index AS i "
+                "JOIN pg_class AS c ON c.oid = i.indrelid "
+                "JOIN pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = 'staging' "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, ord) "
+                "JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = k.attnum "
+                "GROUP BY i.indexrelid, c.relname"
+            )
+        }
+    missing = [
+        table
+        for table, key in PRIMARY_KEYS.items()
+        if (f"{table}_landed", (key, star.MODEL_CURSOR, "window_name")) not in indexed
+    ]
+    assert missing == []
