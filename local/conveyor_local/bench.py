@@ -13,6 +13,9 @@
 4. A ToteSys window into the warehouse (conveyor_local.bench_warehouse): landing vs COPY from a
    local CSV file, land + model vs the same limit and vs pandas.to_sql, peak RSS, and a small
    window after a full load.
+4b. The model of a 1,000-row window over 100,000 and 10,000,000 landed history rows
+   (`--history SMALL BIG`), generated straight into the landing tables, and their ratio (goal
+   <= 1.2x); alone: `python -m conveyor_local.bench --only history` (about 4 minutes).
 5. s3_event_copy under the real scheduler (conveyor_local.event_latency): put_object in raw ->
    copy in curated, p50 and p95 over 20 objects, beside the old Lambda copier's documented latency.
 6. One curated_to_snowflake run on the fake Snowflake (conveyor_local.bench_snowflake): the
@@ -327,8 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["copies", "parsing", "extract", "warehouse", "latency", "snowflake"],
+        choices=["copies", "parsing", "extract", "warehouse", "history", "latency", "snowflake"],
         action="append",
+    )
+    parser.add_argument(
+        "--history",
+        type=int,
+        nargs=2,
+        default=[100_000, 10_000_000],
+        metavar=("SMALL", "BIG"),
+        help="landed history rows the 1,000-row window is modelled over",
     )
     parser.add_argument("--rss-probe", nargs=2, metavar=("DSN", "ENDPOINT"), help=argparse.SUPPRESS)
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
@@ -342,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
         dsn, endpoint, key, rows = args.warehouse_rss_probe
         return bench_warehouse.rss_probe(dsn, endpoint, key, int(rows))
-    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "latency", "snowflake"])
+    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "history", "latency", "snowflake"])
     if "copies" in only:
         bench_copies_report(args)
     if "parsing" in only:
@@ -353,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
         from conveyor_local import bench_warehouse
 
         bench_warehouse.report(args)
+    if "history" in only:
+        from conveyor_local import bench_warehouse
+
+        bench_warehouse.report_history(args)
     if "latency" in only:
         from conveyor_local import event_latency
 

@@ -7,7 +7,9 @@ measured in the same run.
   (how the old loader worked);
 - peak RSS of the landing, in a child process (goal < 300 MiB);
 - a 1,000-row window into a warehouse already holding 2,000,000 facts, as a fraction of that
-  full load's time (goal < 5%).
+  full load's time (goal < 5%);
+- (`--only history`) the model of a 1,000-row window over 100,000 and over 10,000,000 landed
+  history rows, and their ratio (goal <= 1.2x; issue 19).
 """
 
 from __future__ import annotations
@@ -263,3 +265,158 @@ def report(args) -> None:
         f"   {args.small:,}-row window vs {args.big:,}-row full load: {r['small']:.2f}s vs {r['full']:.2f}s = "
         f"{r['small'] / r['full']:.1%} of the full load's time (goal < 5%)"
     )
+
+
+# --- a 1,000-row window over a long landed history (issue 19, item 1) ---------------------------
+# Every landing table gets `history` rows straight from generate_series (not through the pipeline):
+# each key landed in HISTORY_VERSIONS versions, a second apart, each version tagged with its
+# 3-minute window. The shares keep every ratio the model's joins see (staff per department,
+# counterparties per address, versions per key) the same at every history size, so only the size
+# of the history changes between the two measurements.
+HISTORY_VERSIONS = 4
+HISTORY_START = "2024-01-01"
+# table: (share of the history, rows of the 1,000-row window, the columns after the key as SQL
+# over k (the key), lu (last_updated) and keys('<table>') (how many keys that table has))
+HISTORY_TABLES = {
+    "address": (
+        0.05,
+        20,
+        "'line ' || k, NULL, 'district', 'city', 'PC' || k % 100, 'UK', '+44 ' || k, {created}, lu",
+    ),
+    "department": (0.01, 5, "'dept ' || k || ' ' || v, 'floor ' || k % 9, 'manager', {created}, lu"),
+    "staff": (
+        0.04,
+        30,
+        "'first', 'last ' || v, (k - 1) % {keys_department} + 1, k || '@example.com', {created}, lu",
+    ),
+    "currency": (0.001, 5, "(ARRAY['GBP', 'USD', 'EUR'])[k % 3 + 1], {created}, lu"),
+    "design": (0.04, 15, "'design ' || v, '/designs', 'd' || k || '.json', {created}, lu"),
+    "counterparty": (
+        0.04,
+        20,
+        "'party ' || k || ' ' || v, (k - 1) % {keys_address} + 1, NULL, NULL, {created}, lu",
+    ),
+    "payment_type": (0.001, 5, "'type ' || k || ' ' || v, {created}, lu"),
+    "sales_order": (
+        0.319,
+        500,
+        "(k - 1) % {keys_design} + 1, (k - 1) % {keys_staff} + 1, (k - 1) % {keys_counterparty} + 1, "
+        "k % 1000 + v, (k % 40000) / 100.0, (k - 1) % {keys_currency} + 1, DATE '2024-03-01' + k % 365, "
+        "DATE '2024-04-01' + k % 365, (k - 1) % {keys_address} + 1, {created}, lu",
+    ),
+    "purchase_order": (
+        0.10,
+        100,
+        "(k - 1) % {keys_staff} + 1, (k - 1) % {keys_counterparty} + 1, 'ITEM' || k % 500, k % 90 + v, "
+        "(k % 90000) / 100.0, (k - 1) % {keys_currency} + 1, DATE '2024-03-01' + k % 365, "
+        "DATE '2024-04-01' + k % 365, (k - 1) % {keys_address} + 1, {created}, lu",
+    ),
+    "transaction": (
+        0.20,
+        150,
+        "CASE WHEN k % 2 = 0 THEN 'SALE' ELSE 'PURCHASE' END, "
+        "CASE WHEN k % 2 = 0 THEN (k - 1) % {keys_sales_order} + 1 END, "
+        "CASE WHEN k % 2 = 1 THEN (k - 1) % {keys_purchase_order} + 1 END, {created}, lu",
+    ),
+    "payment": (
+        0.20,
+        150,
+        "(k - 1) % {keys_transaction} + 1, (k - 1) % {keys_counterparty} + 1, (k % 100000) / 100.0 + v, "
+        "(k - 1) % {keys_currency} + 1, (k - 1) % {keys_payment_type} + 1, v % 2 = 0, "
+        "DATE '2024-05-01' + k % 365, 10000000 + k % 1000, 20000000 + k % 1000, {created}, lu",
+    ),
+}
+_STAMP = """to_char({ts}, 'YYYYMMDD"T"HH24MISS"Z"')"""
+
+
+def _history_keys(history: int) -> dict[str, int]:
+    return {
+        table: max(int(history * share) // HISTORY_VERSIONS, 5)
+        for table, (share, _, _) in HISTORY_TABLES.items()
+    }
+
+
+def _history_columns(table: str, keys: dict[str, int]) -> str:
+    return HISTORY_TABLES[table][2].format(
+        created=f"TIMESTAMP '{HISTORY_START}'", **{f"keys_{name}": count for name, count in keys.items()}
+    )
+
+
+def fill_history(conn, history: int) -> dict[str, int]:
+    """`history` landed rows over every landing table (see HISTORY_TABLES); returns keys per table."""
+    keys = _history_keys(history)
+    for table in HISTORY_TABLES:
+        # Version v of key k: last_updated HISTORY_START + (v * keys + k) seconds, in its 3-minute window.
+        window_start = (
+            f"TIMESTAMP '{HISTORY_START}' + floor((v * {keys[table]} + k) / 180.0) * INTERVAL '3 minutes'"
+        )
+        window_end = f"{window_start} + INTERVAL '3 minutes'"
+        conn.execute(
+            f"INSERT INTO staging.{table}_landed "
+            f"SELECT k, {_history_columns(table, keys)}, "
+            f"{_STAMP.format(ts=window_start)} || '-' || {_STAMP.format(ts=window_end)} "
+            f"FROM generate_series(0, {keys[table] * HISTORY_VERSIONS - 1}) AS i, "
+            f"LATERAL (SELECT i / {HISTORY_VERSIONS} + 1 AS k, i % {HISTORY_VERSIONS} AS v) AS kv, "
+            f"LATERAL (SELECT TIMESTAMP '{HISTORY_START}' + (v * {keys[table]} + k) * INTERVAL '1 second' AS lu) AS t"
+        )
+    conn.execute("ANALYZE")
+    return keys
+
+
+def land_small_window(conn, keys: dict[str, int], window) -> int:
+    """A 1,000-row window landed straight into staging (new versions of keys spread over each
+    table, inside the window's bounds); returns its rows."""
+    start = window.start.astimezone(UTC).replace(tzinfo=None)
+    conn.execute("SELECT set_config('conveyor.window_name', %s, true)", (window.name,))
+    conn.execute(
+        "INSERT INTO staging.windows VALUES (%s, %s, %s, false)",
+        (window.name, start, window.end.astimezone(UTC).replace(tzinfo=None)),
+    )
+    rows = 0
+    for table, (_, count, _) in HISTORY_TABLES.items():
+        spread = max(keys[table] // count, 1)
+        rows += conn.execute(
+            f"INSERT INTO staging.{table}_landed "
+            f"SELECT k, {_history_columns(table, keys)} "
+            f"FROM generate_series(0, {count - 1}) AS j, "
+            f"LATERAL (SELECT j * {spread} % {keys[table]} + 1 AS k, {HISTORY_VERSIONS} AS v) AS kv, "
+            f"LATERAL (SELECT TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}' + j * INTERVAL '1 millisecond' AS lu) AS t"
+        ).rowcount
+    conn.commit()
+    return rows
+
+
+def bench_history(sizes: tuple[int, ...], rounds: int = 3) -> dict[int, float]:
+    """The model's time for a 1,000-row window over each landed history size (best of `rounds`,
+    each round a new window of new versions)."""
+    import psycopg
+
+    from conveyor_local.bench import bench_services
+
+    best = {}
+    with bench_services() as (_, admin, _, _):
+        for history in sizes:
+            dsn = _warehouse(admin, "history")
+            with psycopg.connect(dsn) as conn:
+                keys = fill_history(conn, history)
+                conn.commit()
+            times = []
+            for round_ in range(rounds):
+                window = _window(int(timedelta(days=600 + round_).total_seconds() * 1000), 180_000)
+                with psycopg.connect(dsn) as conn:
+                    assert land_small_window(conn, keys, window) == 1_000
+                _checkpoint(admin)
+                times.append(_timed(lambda dsn=dsn, window=window: model(dsn, window)))
+            best[history] = min(times)
+    return best
+
+
+def report_history(args) -> None:
+    small, big = args.history
+    print(
+        f"4b. model a 1,000-row window over {small:,} and {big:,} landed history rows (best of {args.rounds + 1})"
+    )
+    best = bench_history((small, big), args.rounds + 1)
+    print(f"   model, {small:>12,} history rows    {best[small]:7.3f}s")
+    print(f"   model, {big:>12,} history rows    {best[big]:7.3f}s")
+    print(f"   ratio {big:,} / {small:,}:           {best[big] / best[small]:.2f}x (goal <= 1.2x)")

@@ -516,7 +516,7 @@ def _unwidened(conn, decision: Decision) -> str | None:
 
 def _add_to_view(conn, spec, column: str) -> None:
     """staging.<table> (the newest version per key) gains the column, at its end."""
-    from psycopg import sql
+    from conveyor.totesys import warehouse
 
     columns = [
         name
@@ -528,18 +528,7 @@ def _add_to_view(conn, spec, column: str) -> None:
     ]
     if not columns or column in columns:
         return
-    conn.execute(
-        sql.SQL(
-            "CREATE OR REPLACE VIEW {view} AS SELECT DISTINCT ON ({pk}) {columns} FROM {landed} "
-            "ORDER BY {pk}, {cursor} DESC, window_name DESC"
-        ).format(
-            view=sql.Identifier("staging", spec.name),
-            pk=sql.Identifier(spec.primary_key),
-            columns=sql.SQL(", ").join(sql.Identifier(c) for c in [*columns, column]),
-            landed=sql.Identifier("staging", f"{spec.name}_landed"),
-            cursor=sql.Identifier(spec.cursor),
-        )
-    )
+    conn.execute(warehouse.newest_version_view(spec.name, spec.primary_key, spec.cursor, [*columns, column]))
 
 
 def _log(conn, decision: Decision, window_name: str, compared_with: str, detected_at, run_id) -> None:

@@ -128,7 +128,6 @@ def _create_landing_table(conn, entry: dict) -> bool:
         return False  # another landing made it while this one waited
     types = entry["schema"]
     names = entry.get("columns") or list(types)
-    columns = sql.SQL(", ").join(sql.Identifier(name) for name in names)
     conn.execute(
         sql.SQL(
             "CREATE TABLE {landed} ({columns}, window_name text NOT NULL "
@@ -145,17 +144,13 @@ def _create_landing_table(conn, entry: dict) -> bool:
         sql.SQL("CREATE INDEX ON {} (window_name)").format(sql.Identifier("staging", f"{table}_landed"))
     )
     conn.execute(
-        sql.SQL(
-            "CREATE VIEW {view} AS SELECT DISTINCT ON ({pk}) {columns} FROM {landed} "
-            "ORDER BY {pk}, {cursor} DESC, window_name DESC"
-        ).format(
-            view=sql.Identifier("staging", table),
-            pk=sql.Identifier(entry["primary_key"]),
-            cursor=sql.Identifier(entry["cursor"]),
-            columns=columns,
-            landed=sql.Identifier("staging", f"{table}_landed"),
+        sql.SQL("CREATE INDEX ON {} ({}, {}, window_name)").format(
+            sql.Identifier("staging", f"{table}_landed"),
+            sql.Identifier(entry["primary_key"]),
+            sql.Identifier(entry["cursor"]),
         )
     )
+    conn.execute(newest_version_view(table, entry["primary_key"], entry["cursor"], names))
     log.warning(
         "table %r is new to the warehouse: created staging.%s_landed and staging.%s from its extract "
         "(%s); the star does not model it",
@@ -165,6 +160,31 @@ def _create_landing_table(conn, entry: dict) -> bool:
         ", ".join(f"{n} {_pg_type(types[n])}" for n in names),
     )
     return True
+
+
+def newest_version_view(table: str, primary_key: str, cursor: str, columns: list[str]):
+    """SQL: (re)create staging.<table>, the newest landed version of each key, with `columns`.
+
+    The version of which no newer one was landed: a later cursor, then a later window name (a
+    rerun of an old window never moves a row backwards), then the later physical row, so two
+    copies of one version still give one row. Written so (not as a DISTINCT ON) the planner
+    inlines it and drives from the reading query's keys into the (key, cursor, window_name) index,
+    so a window's model reads the history of the keys it landed only (migrations/004).
+    """
+    from psycopg import sql
+
+    landed = sql.Identifier("staging", f"{table}_landed")
+    return sql.SQL(
+        "CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {landed} AS l WHERE NOT EXISTS "
+        "(SELECT FROM {landed} AS n WHERE n.{pk} = l.{pk} "
+        "AND (n.{cursor}, n.window_name, n.ctid) > (l.{cursor}, l.window_name, l.ctid))"
+    ).format(
+        view=sql.Identifier("staging", table),
+        columns=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in columns),
+        landed=landed,
+        pk=sql.Identifier(primary_key),
+        cursor=sql.Identifier(cursor),
+    )
 
 
 def land(conn, s3, bucket: str, entry: dict, window: Window) -> dict:
