@@ -10,6 +10,9 @@ last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
 * **Loads exactly the files the events name**: each `curated` asset event's extra lists the keys
   `s3_event_copy` copied; the COPY names them (`FILES = (...)`, 1,000 per COPY) and lists nothing,
   so its cost follows the run's files, not the files already in curated.
+* **Events that queue while a run is going** reach the next run: it loads the files of every
+  `curated` event since it was triggered, not only the first (Airflow 3.3 hands a run the events
+  up to the first one queued for it, apache/airflow#56050).
 * **Sweeps for the files no event named**: the daily run, a manual run, an event that names no
   keys (more than 1,000 copied) and the `sweep` Param list the whole prefix (`PATTERN`); the load
   metadata skips what was loaded, so only the missed files load.
@@ -29,8 +32,8 @@ last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
 * **Newest wins by the producer's clock**: an order's versions are ordered by `ordered_at`, then
   the curated file's S3 last-modified time, name and row; an old event loaded late (a replay, a
   DLQ redrive) does not overwrite a newer order or its lines.
-* **files** (Param): load (or validate) exactly these curated files (keys under `events/`, or
-  names under the stage) instead of what the events name.
+* **files** (Param): load (or validate) exactly these curated files (keys under `events/`, e.g.
+  `events/2024/03/05/orders-1.json`; other keys are refused, named) instead of what the events name.
 * **sweep** (Param): list the whole prefix even when the events name their files.
 * **validate_only** (Param): `VALIDATION_MODE = RETURN_ERRORS` over the files the run names
   (`files`, or the events'), else over the whole stage (every file ever written: name files
@@ -88,12 +91,14 @@ SWEEP_SCHEDULE = CronTriggerTimetable("17 3 * * *", timezone="UTC")
     },
 )
 def curated_to_snowflake():
-    @task
-    def copy_raw_events(params=None, triggering_asset_events=None) -> dict:
+    @task(inlets=[CURATED])
+    def copy_raw_events(params=None, triggering_asset_events=None, inlet_events=None, dag_run=None) -> dict:
         """COPY the files the run names (else a sweep) into RAW_EVENTS, or validate, or skip."""
         variables = snowflake.settings_from_variable().template_variables(names_from_variable())
         hook = snowflake.hook()
-        files = snowflake.run_files(params, triggering_asset_events)
+        # Read only if events triggered the run: those queued since it was (see run_files).
+        queued = inlet_events[CURATED].after(dag_run.run_after.isoformat())
+        files = snowflake.run_files(params, triggering_asset_events, queued)
         print(snowflake.describe_files(files))
         if params["validate_only"]:
             if files is not None and not files:

@@ -144,9 +144,9 @@ def s3_event_copy():
             raise RuntimeError(" ".join(problems))
         if not summary["copied"]:
             raise AirflowSkipException(f"nothing copied: {copier.outline(summary)}")
-        outlet_events[CURATED].extra = curated_extra(
-            summary["copied_keys"], summary["copied"], summary["bytes"]
-        )
+        # The keys go in the event only (curated_to_snowflake loads them); the XCom keeps counts.
+        keys = summary.pop("copied_keys")
+        outlet_events[CURATED].extra = curated_extra(keys, summary["copied"], summary["bytes"])
         return summary
 
     @task(outlets=[CURATED])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from conveyor import snowflake
@@ -59,10 +60,23 @@ def dag_tasks(set_global=None) -> dict:
     return tasks
 
 
-def run_once(tasks: dict, keys: list[str] | None, **params) -> tuple[dict, dict, str | None]:
+class QueuedEvents:
+    """`inlet_events[CURATED]` as a task sees it: `.after(run_after)` gives the `curated` events
+    queued since the run was triggered (`queued`: the keys each names)."""
+
+    def __init__(self, queued: list[list[str]] = ()):
+        self.events = [SimpleNamespace(extra=curated_extra(keys, len(keys), 0)) for keys in queued]
+
+    def after(self, after: str) -> list:
+        return self.events
+
+
+def run_once(
+    tasks: dict, keys: list[str] | None, queued: list[list[str]] = (), **params
+) -> tuple[dict, dict, str | None]:
     """One run triggered by an event naming `keys` (None: a run no event triggered, e.g. the
-    daily sweep); returns (copy report, merged, check_loads' error or None). Each task is given
-    only the arguments its signature takes (so an older DAG runs too)."""
+    daily sweep), with `queued` events after it; returns (copy report, merged, check_loads' error
+    or None). Each task is given only the arguments its signature takes (so an older DAG runs too)."""
     import inspect
 
     def call(task_id: str, *args, **kwargs):
@@ -74,7 +88,13 @@ def run_once(tasks: dict, keys: list[str] | None, **params) -> tuple[dict, dict,
         {} if keys is None else {CURATED_ASSET: [SimpleNamespace(extra=curated_extra(keys, len(keys), 0))]}
     )
     params = {**PARAMS, **params}
-    report = call("copy_raw_events", params=params, triggering_asset_events=events)
+    report = call(
+        "copy_raw_events",
+        params=params,
+        triggering_asset_events=events,
+        inlet_events={CURATED_ASSET: QueuedEvents(queued)},
+        dag_run=SimpleNamespace(run_after=datetime(2026, 1, 1, tzinfo=UTC)),
+    )
     merged = call("merge_orders", params=params)
     ti = SimpleNamespace(dag_id="curated_to_snowflake", task_id="check_loads", run_id="bench", try_number=1)
     try:

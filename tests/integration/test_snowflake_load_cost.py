@@ -87,12 +87,22 @@ def test_files_no_event_named_are_swept_once_and_a_named_file_that_is_gone_is_na
         (0,)
     ]
 
+    # Events queued while the previous run was going reach the next run with the one that
+    # triggered it (Airflow hands the run only the first; see snowflake.run_files): their files
+    # load now, with no listing, not at the daily sweep.
+    queued = [put(s3, f"events/queued/{i}.json", [order(20 + i, "2.00")]) for i in range(2)]
+    first = put(s3, "events/queued/first.json", [order(19, "1.90")])
+    with fake_snowflake.cost_accounting() as costs:
+        report, merged, error = run_once([first], queued=[[queued[0]], [queued[1]]])
+    assert (report["files"], error) == (3, None) and merged["orders"]["inserted"] == 3
+    assert sum(c.files for c in costs if c.kind == "COPY") == 3  # named, not listed
+
     # The daily (or a manual) run: no event, a sweep; the load history skips what was loaded.
     with fake_snowflake.cost_accounting() as costs:
         report, merged, error = run_once(None)
     assert (report["files"], error) == (1, None)
     assert merged["orders"] == {"inserted": 1, "updated": 0}
-    assert sum(c.files for c in costs if c.kind == "COPY") == 4  # a sweep lists every file
+    assert sum(c.files for c in costs if c.kind == "COPY") == 7  # a sweep lists every file
 
     # An event naming more keys than an extra holds names none: such a run sweeps.
     many = [f"events/x/{n}.json" for n in range(1_001)]

@@ -173,3 +173,26 @@ def test_every_table_the_star_is_built_from_has_its_version_index(warehouse_dsn)
         if (f"{table}_landed", (key, star.MODEL_CURSOR, "window_name")) not in indexed
     ]
     assert missing == []
+
+
+def test_a_table_the_config_adds_with_null_cursors_keeps_one_current_row_per_key(warehouse_dsn):
+    """The view a config-added table gets (warehouse.newest_version_view): its cursor may be
+    NULL; each key still has one current row, the one DISTINCT ON picked (a NULL cursor first)."""
+    from conveyor.totesys.warehouse import newest_version_view
+
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
+        conn.execute(
+            "CREATE TABLE staging.extra_landed (id int, v text, lu timestamp, window_name text NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO staging.extra_landed VALUES (1, 'null-w1', NULL, 'w1'), (1, 'dated-w2', '2026-01-01', 'w2'),"
+            " (2, 'null-w1', NULL, 'w1'), (2, 'null-w2', NULL, 'w2'), (3, 'old', '2025-01-01', 'w3'),"
+            " (3, 'new', '2026-01-01', 'w1')"
+        )
+        conn.execute(newest_version_view("extra", "id", "lu", ["id", "v", "lu", "window_name"]))
+        current = conn.execute("SELECT id, v FROM staging.extra ORDER BY id").fetchall()
+        distinct_on = conn.execute(
+            "SELECT DISTINCT ON (id) id, v FROM staging.extra_landed ORDER BY id, lu DESC, window_name DESC"
+        ).fetchall()
+    assert current == distinct_on == [(1, "null-w1"), (2, "null-w2"), (3, "new")]

@@ -167,7 +167,11 @@ def newest_version_view(table: str, primary_key: str, cursor: str, columns: list
 
     The version of which no newer one was landed: a later cursor, then a later window name (a
     rerun of an old window never moves a row backwards), then the later physical row, so two
-    copies of one version still give one row. Written so (not as a DISTINCT ON) the planner
+    copies of one version still give one row. A NULL cursor (a table the config adds may have
+    one) counts as the newest, as DISTINCT ON's `ORDER BY cursor DESC` had it; a plain row
+    comparison with a NULL is NULL, and every such version would be "newest". The star's
+    landing tables are NOT NULL there, and migrations/004 writes theirs without the NULL cases.
+    Written so (not as a DISTINCT ON) the planner
     inlines it and drives from the reading query's keys into the (key, cursor, window_name) index,
     so a window's model reads the history of the keys it landed only (migrations/004).
     """
@@ -176,8 +180,9 @@ def newest_version_view(table: str, primary_key: str, cursor: str, columns: list
     landed = sql.Identifier("staging", f"{table}_landed")
     return sql.SQL(
         "CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {landed} AS l WHERE NOT EXISTS "
-        "(SELECT FROM {landed} AS n WHERE n.{pk} = l.{pk} "
-        "AND (n.{cursor}, n.window_name, n.ctid) > (l.{cursor}, l.window_name, l.ctid))"
+        "(SELECT FROM {landed} AS n WHERE n.{pk} = l.{pk} AND (n.{cursor} > l.{cursor} "
+        "OR (n.{cursor} IS NULL AND l.{cursor} IS NOT NULL) OR (n.{cursor} IS NOT DISTINCT FROM l.{cursor} "
+        "AND (n.window_name, n.ctid) > (l.window_name, l.ctid))))"
     ).format(
         view=sql.Identifier("staging", table),
         columns=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(c)) for c in columns),

@@ -25,20 +25,35 @@
 -- on them (migrations/002) stay as they are. A table the config adds (not the star's) gets the same
 -- view and index when it first lands (conveyor.totesys.warehouse.newest_version_view); one that
 -- landed before this migration keeps its DISTINCT ON view (the star does not read it).
+-- Every index first, every view after: the migration runs in one transaction, and a replaced view
+-- stays locked (ACCESS EXCLUSIVE) until it commits, so views replaced before the long index
+-- builds would block their readers (analysts, the gate, a backfill's model) for all of them.
+-- An index build takes a SHARE lock: reads go on, landings wait.
+CREATE TEMPORARY TABLE newest_version_sources ON COMMIT DROP AS
+    SELECT * FROM (VALUES
+        ('address', 'address_id'), ('department', 'department_id'), ('staff', 'staff_id'),
+        ('currency', 'currency_id'), ('design', 'design_id'), ('counterparty', 'counterparty_id'),
+        ('payment_type', 'payment_type_id'), ('sales_order', 'sales_order_id'),
+        ('purchase_order', 'purchase_order_id'), ('transaction', 'transaction_id'),
+        ('payment', 'payment_id')) AS s (name, primary_key);
+DO $$
+DECLARE
+    source record;
+BEGIN
+    FOR source IN SELECT * FROM newest_version_sources LOOP
+        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON staging.%I (%I, last_updated, window_name)',
+                       source.name || '_landed_version', source.name || '_landed', source.primary_key);
+    END LOOP;
+END
+$$;
+CREATE INDEX IF NOT EXISTS staff_landed_department ON staging.staff_landed (department_id);
+CREATE INDEX IF NOT EXISTS counterparty_landed_legal_address ON staging.counterparty_landed (legal_address_id);
 DO $$
 DECLARE
     source record;
     columns text;
 BEGIN
-    FOR source IN SELECT * FROM (VALUES
-            ('address', 'address_id'), ('department', 'department_id'), ('staff', 'staff_id'),
-            ('currency', 'currency_id'), ('design', 'design_id'), ('counterparty', 'counterparty_id'),
-            ('payment_type', 'payment_type_id'), ('sales_order', 'sales_order_id'),
-            ('purchase_order', 'purchase_order_id'), ('transaction', 'transaction_id'),
-            ('payment', 'payment_id')) AS s (name, primary_key)
-    LOOP
-        EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON staging.%I (%I, last_updated, window_name)',
-                       source.name || '_landed_version', source.name || '_landed', source.primary_key);
+    FOR source IN SELECT * FROM newest_version_sources LOOP
         SELECT string_agg(format('l.%I', a.attname), ', ' ORDER BY a.attnum) INTO columns
         FROM pg_attribute AS a
         WHERE a.attrelid = format('staging.%I', source.name)::regclass AND a.attnum > 0 AND NOT a.attisdropped;
@@ -50,8 +65,6 @@ BEGIN
     END LOOP;
 END
 $$;
-CREATE INDEX IF NOT EXISTS staff_landed_department ON staging.staff_landed (department_id);
-CREATE INDEX IF NOT EXISTS counterparty_landed_legal_address ON staging.counterparty_landed (legal_address_id);
 
 -- The dimensions built through a join look the joined row up once per row they build: a LATERAL
 -- subquery behind OFFSET 0 (which the planner keeps as it is) reads the joined table's newest
