@@ -6,7 +6,6 @@ import dataclasses
 import io
 import json
 import os
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -350,44 +349,6 @@ def small_row_groups(monkeypatch):
     monkeypatch.setattr(extract, "ROW_GROUP_BYTES", 64 * 1024)
 
 
-def test_decoding_goes_on_while_a_row_group_is_encoded_and_uploaded(db, s3, small_row_groups, monkeypatch):
-    """Issue 19 (extract >= 0.8x of COPY TO a file): Parquet encoding and the S3 upload run beside
-    decoding, not in turn. The first row group's write waits (up to 10 s) until decoding has handed
-    over another batch: done in turn, decoding is stopped behind that very write, and it times out.
-    (The wait is instrumentation around pyarrow's real ParquetWriter; Postgres and S3 are real.)"""
-    spec = make_numbered_table(db, 20_000)
-    decoded, progress = [0], threading.Condition()
-    real_batches = extract._batches
-
-    def counted_batches(stream, schema):
-        for batch in real_batches(stream, schema):
-            with progress:
-                decoded[0] += 1
-                progress.notify_all()
-            yield batch
-
-    overlapped: list[bool] = []
-
-    class WaitingWriter(pq.ParquetWriter):
-        def write_table(self, table, *args, **kwargs):
-            if not overlapped:
-                with progress:
-                    seen = decoded[0]
-                    overlapped.append(progress.wait_for(lambda: decoded[0] > seen, timeout=10))
-            super().write_table(table, *args, **kwargs)
-
-    monkeypatch.setattr(extract, "_batches", counted_batches)
-    monkeypatch.setattr(extract.pq, "ParquetWriter", WaitingWriter)
-    window = windows.extract_window(T1 - timedelta(minutes=3), T1, LAG)
-    result, rows = run_window(db, s3, spec, window)
-    assert overlapped == [True], "decoding stood still while the first row group was written"
-    assert decoded[0] >= 3, f"only {decoded[0]} batches: the test needs several row groups"
-    # Every row, once, in order, exactly typed.
-    assert result["rows"] == len(rows) == 20_000
-    assert [r["numbered_id"] for r in rows] == list(range(1, 20_001))
-    assert rows[12_344]["price"] == Decimal("123.45") and rows[-1]["label"] == "row 20000"
-
-
 class FailingUploads:
     """A real (moto) S3 client whose `fail_at`-th upload_part fails as S3 would (a 503)."""
 
@@ -409,8 +370,8 @@ class FailingUploads:
 
 
 def test_an_upload_failing_mid_extract_fails_it_and_leaves_no_object_or_parts(db, s3, small_row_groups):
-    """The encoder's thread fails (S3 refuses the second part): the extract raises S3's error, no
-    object appears and the multipart upload is aborted (no parts billed)."""
+    """S3 refuses the second part: the extract raises S3's error, no object appears and the
+    multipart upload is aborted (no parts billed)."""
     spec = make_numbered_table(db, 20_000)
     failing = FailingUploads(s3, fail_at=2)
     window = windows.extract_window(T1 - timedelta(minutes=3), T1, LAG)
@@ -425,8 +386,7 @@ def test_an_upload_failing_mid_extract_fails_it_and_leaves_no_object_or_parts(db
 
 def test_a_row_failing_to_decode_mid_extract_fails_it_and_leaves_no_object_or_parts(db, s3, small_row_groups):
     """Decoding fails after parts were uploaded (row 15,000's timestamp is 'infinity', which Arrow
-    cannot hold): the error says so, the encoder is stopped before the upload is aborted, and
-    nothing is left in S3."""
+    cannot hold): the error says so, the upload is aborted, and nothing is left in S3."""
     make_numbered_table(db, 20_000)
     db.execute(
         "CREATE VIEW numbered_v AS SELECT numbered_id, label, CASE WHEN numbered_id = 15000 "

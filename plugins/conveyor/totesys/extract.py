@@ -2,17 +2,12 @@
 
 Rows stream `COPY (SELECT ...) TO STDOUT` -> pyarrow's CSV reader (types from the catalog:
 numeric as decimal, timestamps, dates, booleans, NULL distinct from '') -> Parquet row groups ->
-an S3 multipart upload, so memory is bounded by batch and part sizes, not by the table. Decoding
-(this thread) and encoding + uploading (a thread of their own, `_Encoder`) overlap: each row group
-is handed over through a queue of one, so the two run side by side with at most three row groups
-in memory.
+an S3 multipart upload, so memory is bounded by batch and part sizes, not by the table.
 """
 
 from __future__ import annotations
 
 import io
-import queue
-import threading
 from datetime import UTC
 
 import pyarrow as pa
@@ -148,52 +143,6 @@ def _batches(stream, schema: pa.Schema):
     )
 
 
-class _Encoder:
-    """Writes row groups to a Parquet (or CSV) writer on a thread of its own, so encoding and the
-    S3 upload overlap decoding (both release the GIL in pyarrow and in socket I/O).
-
-    `submit` blocks while one row group waits (a queue of one: memory stays bounded) and raises
-    the writer's error, if it failed, at the next row group; `finish` waits for the last write.
-    After a failure the thread drains the queue, so the decoding side never blocks on it.
-    """
-
-    _DONE = object()
-
-    def __init__(self, writer):
-        self._writer = writer
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="extract-encoder", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (table := self._queue.get()) is not self._DONE:
-            if self._error is None:
-                try:
-                    self._writer.write_table(table)
-                except BaseException as exc:  # raised in the decoding thread, at its next call
-                    self._error = exc
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def submit(self, table: pa.Table) -> None:
-        self._raise_error()
-        self._queue.put(table)
-
-    def finish(self) -> None:
-        """Wait for every row group submitted; raise the writer's error, if any."""
-        self.stop()
-        self._raise_error()
-
-    def stop(self) -> None:
-        """Let the thread end once what it holds is written (or dropped, after an error)."""
-        if self._thread.is_alive():
-            self._queue.put(self._DONE)
-            self._thread.join()
-
-
 def stream_to_s3(
     conn,
     s3,
@@ -215,7 +164,7 @@ def stream_to_s3(
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     schema = arrow_schema(columns)
     copy_sql = sql.SQL("COPY ({select}) TO STDOUT WITH (FORMAT csv)").format(select=select)
-    rows, writer, sink, encoder = 0, None, None, None
+    rows, writer, sink = 0, None, None
     pending, pending_bytes = [], 0  # batches of the next row group
     try:
         with conn.cursor() as cur, cur.copy(copy_sql) as copy:
@@ -230,24 +179,20 @@ def stream_to_s3(
                         if fmt == "parquet"
                         else pa_csv.CSVWriter(sink, schema)
                     )
-                    encoder = _Encoder(writer)
                 pending.append(batch)
                 pending_bytes += batch.nbytes
                 rows += batch.num_rows
                 if pending_bytes >= ROW_GROUP_BYTES:
-                    encoder.submit(pa.Table.from_batches(pending))
+                    writer.write_table(pa.Table.from_batches(pending))
                     pending, pending_bytes = [], 0
         if writer is not None:
             if pending:
-                encoder.submit(pa.Table.from_batches(pending))
-            encoder.finish()
+                writer.write_table(pa.Table.from_batches(pending))
             writer.close()
             sink.close()
         else:
             s3.delete_object(Bucket=bucket, Key=key)  # a stale file from an earlier run
     except BaseException as exc:
-        if encoder is not None:
-            encoder.stop()  # no write may reach the sink while (or after) it is aborted
         if sink is not None:
             sink.abort()
         if statement_timed_out(exc):
