@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import pyarrow.parquet as pq
 from botocore.config import Config
 
 from conveyor.events.parsing import parse_messages
@@ -231,6 +232,9 @@ def _child_peak_rss(args: list[str]) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+_PARQUET_WRITER = pq.ParquetWriter  # the real one (the pipeline option patches pyarrow's name)
+
+
 class _ThreadedParquetWriter:
     """A pyarrow ParquetWriter whose row groups are encoded and uploaded on a thread of their own
     (a queue of one), beside decoding: the pipeline option, measured and not taken."""
@@ -239,9 +243,7 @@ class _ThreadedParquetWriter:
         import queue
         import threading
 
-        import pyarrow.parquet as pq
-
-        self._writer = pq.ParquetWriter(sink, schema, **kwargs)
+        self._writer = _PARQUET_WRITER(sink, schema, **kwargs)
         self._queue, self._error = queue.Queue(maxsize=1), None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
