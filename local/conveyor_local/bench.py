@@ -306,6 +306,8 @@ def _extract_adbc(dsn: str, endpoint: str, window, *, pipelined: bool) -> int:
     writer = (_ThreadedParquetWriter if pipelined else pq.ParquetWriter)(sink, schema, compression="zstd")
     rows, pending, pending_bytes = 0, [], 0
     with adbc.connect(dsn) as conn, conn.cursor() as cur:
+        # Batches of ~4 MiB (its default, larger, took 289 MiB peak at 2M rows; this, 239 MiB).
+        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(4 * 1024 * 1024)})
         cur.execute(query)
         for batch in cur.fetch_record_batch():
             batch = batch.cast(schema)  # numeric arrives as text (an opaque extension type)
