@@ -44,6 +44,8 @@ module "storage" {
   kms_key_arn       = aws_kms_key.conveyor.arn
   expire_after_days = var.expire_after_days
   force_destroy     = var.force_destroy_buckets
+
+  infrequent_access_after_days = var.infrequent_access_after_days
 }
 
 module "events" {

@@ -43,13 +43,23 @@ variable "notification_emails" {
 }
 
 variable "expire_after_days" {
-  description = "Days after which objects in a transient bucket expire, by bucket kind. Kinds not named keep their objects."
+  description = "Days after which objects in a transient or reproducible bucket expire, by bucket kind. Kinds not named keep their objects (ingestion, processed, curated, source, archive, code: see terraform/README.md, Storage lifecycle)."
   type        = map(number)
   default = {
-    inbound   = 7
-    stage     = 30
-    raw       = 90
-    ingestion = 90
+    inbound = 7
+    stage   = 30
+    raw     = 90
+  }
+}
+
+variable "infrequent_access_after_days" {
+  description = "Days after which objects move to S3 Standard-IA, by bucket kind (at least 30; less than the kind's expire_after_days). Kinds not named stay in Standard."
+  type        = map(number)
+  default = {
+    raw       = 30
+    curated   = 30
+    ingestion = 30
+    processed = 30
   }
 }
 

@@ -328,6 +328,83 @@ def test_a_statement_over_the_timeout_fails_with_a_clear_message(pg_database, s3
             )
 
 
+def make_numbered_table(db, rows: int) -> TableSpec:
+    """`numbered`: `rows` rows of a bigint, a numeric(12, 2) and a text, all in window T1 - 2 min."""
+    db.execute(
+        "CREATE TABLE numbered (numbered_id bigint PRIMARY KEY, price numeric(12, 2), label text, "
+        "last_updated timestamp NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO numbered SELECT i, i / 100.0, 'row ' || i, %s FROM generate_series(1, %s) AS i",
+        ((T1 - timedelta(minutes=2)).replace(tzinfo=None), rows),
+    )
+    db.commit()
+    return TableSpec("numbered", "numbered_id", "last_updated")
+
+
+@pytest.fixture
+def small_row_groups(monkeypatch):
+    """Row groups of ~64 KiB from CSV blocks of 64 KiB, so a few thousand rows make many of each."""
+    monkeypatch.setattr(extract, "CSV_BLOCK_SIZE", 64 * 1024)
+    monkeypatch.setattr(extract, "ROW_GROUP_BYTES", 64 * 1024)
+
+
+class FailingUploads:
+    """A real (moto) S3 client whose `fail_at`-th upload_part fails as S3 would (a 503)."""
+
+    def __init__(self, s3, fail_at: int):
+        self._s3, self._fail_at, self.parts = s3, fail_at, 0
+
+    def __getattr__(self, name):
+        return getattr(self._s3, name)
+
+    def upload_part(self, **kwargs):
+        self.parts += 1
+        if self.parts == self._fail_at:
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "UploadPart"
+            )
+        return self._s3.upload_part(**kwargs)
+
+
+def test_an_upload_failing_mid_extract_fails_it_and_leaves_no_object_or_parts(db, s3, small_row_groups):
+    """S3 refuses the second part: the extract raises S3's error, no object appears and the
+    multipart upload is aborted (no parts billed)."""
+    spec = make_numbered_table(db, 20_000)
+    failing = FailingUploads(s3, fail_at=2)
+    window = windows.extract_window(T1 - timedelta(minutes=3), T1, LAG)
+    with pytest.raises(Exception, match="SlowDown"):
+        extract.extract_table(
+            db, failing, BUCKET, spec, tables.catalog_columns(db, spec), window, part_size=32 * 1024
+        )
+    assert failing.parts >= 2
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=BUCKET)
+
+
+def test_a_row_failing_to_decode_mid_extract_fails_it_and_leaves_no_object_or_parts(db, s3, small_row_groups):
+    """Decoding fails after parts were uploaded (row 15,000's timestamp is 'infinity', which Arrow
+    cannot hold): the error says so, the upload is aborted, and nothing is left in S3."""
+    make_numbered_table(db, 20_000)
+    db.execute(
+        "CREATE VIEW numbered_v AS SELECT numbered_id, label, CASE WHEN numbered_id = 15000 "
+        "THEN 'infinity'::timestamp ELSE last_updated END AS seen, last_updated FROM numbered"
+    )
+    db.commit()
+    spec = TableSpec("numbered_v", "numbered_id", "last_updated")
+    counting = FailingUploads(s3, fail_at=0)
+    window = windows.extract_window(T1 - timedelta(minutes=3), T1, LAG)
+    with pytest.raises(Exception, match="infinity"):
+        extract.extract_table(
+            db, counting, BUCKET, spec, tables.catalog_columns(db, spec), window, part_size=32 * 1024
+        )
+    assert counting.parts >= 2, "the failure should come after parts were uploaded"
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=BUCKET)
+
+
 # --- the DAG ---------------------------------------------------------------------------------
 
 

@@ -405,12 +405,69 @@ def test_every_bucket_is_encrypted_versioned_private_owner_enforced_and_tls_only
 def test_transient_buckets_expire_and_everything_aborts_stale_uploads():
     lifecycle = resource(child("storage"), "aws_s3_bucket_lifecycle_configuration.this")
     base = lifecycle["rule"][0]
-    assert base["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == 7
+    assert base["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == (
+        "${var.abort_incomplete_upload_days}"
+    )
+    assert child("storage")["variable"]["abort_incomplete_upload_days"]["default"] == 7
     assert "noncurrent_version_expiration" in base
     expire = root()["variable"]["expire_after_days"]["default"]
     assert {"inbound", "stage"} <= set(expire) and set(expire) <= set(resources.BUCKETS)
     # Data that is the only copy is never expired.
     assert not {"source", "curated", "archive", "processed", "code"} & set(expire)
+
+
+def rules_by_id(lifecycle: dict) -> dict:
+    """Lifecycle rules by id, the dynamic ones (`dynamic "rule"`) by their content's id."""
+    rules = {r["id"]: r for r in lifecycle.get("rule", [])}
+    for dynamic in lifecycle.get("dynamic", []):
+        content = dynamic["rule"]["content"][0]
+        rules[content["id"]] = {**content, "for_each": dynamic["rule"]["for_each"]}
+    return rules
+
+
+def test_lifecycle_keeps_what_cannot_be_re_extracted_and_moves_kept_data_to_infrequent_access():
+    storage, top = child("storage"), root()
+    lifecycle = resource(storage, "aws_s3_bucket_lifecycle_configuration.this")
+    rules = rules_by_id(lifecycle)
+    # Every bucket: stale multipart uploads (a killed extract or export) aborted; old versions expire.
+    base = rules["abort-incomplete-uploads-and-expire-old-versions"]
+    assert base["filter"] == [{}]
+    assert base["abort_incomplete_multipart_upload"][0] == {
+        "days_after_initiation": "${var.abort_incomplete_upload_days}"
+    }
+    assert base["noncurrent_version_expiration"][0] == {
+        "noncurrent_days": "${var.noncurrent_version_expire_days}"
+    }
+    logs = resource(storage, "aws_s3_bucket_lifecycle_configuration.access_logs")["rule"][0]
+    assert "abort_incomplete_multipart_upload" in logs and "noncurrent_version_expiration" in logs
+    # Kept data moves to Standard-IA, per kind, never small objects (IA bills 128 KiB minimum).
+    ia = rules["transition-to-standard-ia"]
+    assert ia["transition"][0] == {"days": "${rule.value}", "storage_class": "STANDARD_IA"}
+    assert "var.infrequent_access_after_days" in ia["for_each"]
+    assert lifecycle["transition_default_minimum_object_size"] == "all_storage_classes_128K"
+    assert top["module"]["storage"]["infrequent_access_after_days"] == "${var.infrequent_access_after_days}"
+    # A transition on or after expiry is refused by S3: a precondition says so at plan time.
+    precondition = lifecycle["lifecycle"][0]["precondition"][0]
+    assert "var.infrequent_access_after_days" in precondition["condition"]
+    assert "var.expire_after_days" in precondition["condition"]
+
+    expire = top["variable"]["expire_after_days"]["default"]
+    to_ia = top["variable"]["infrequent_access_after_days"]["default"]
+    # The ingestion and processed buckets grow with every window: both move to IA...
+    assert {"ingestion", "processed"} <= set(to_ia) <= set(resources.BUCKETS)
+    assert all(days >= 30 for days in to_ia.values())  # S3's minimum for STANDARD_IA
+    # ...and IA bills 30 days minimum: a kind that also expires stays there at least that long.
+    assert all(expire[kind] - days >= 30 for kind, days in to_ia.items() if kind in expire)
+    # The ingestion bucket is not reproducible: the source keeps only each row's current version
+    # (a window re-extracted later lacks the versions overwritten since), and it holds the
+    # scheduled watermark, which a paused deployment must find again.
+    from conveyor.totesys.windows import watermark_key
+
+    assert watermark_key("totesys_etl").startswith("_state/")
+    assert "ingestion" not in expire
+    # The module's own validation rejects a transition S3 would refuse.
+    validation = storage["variable"]["infrequent_access_after_days"]["validation"][0]
+    assert ">= 30" in validation["condition"]
 
 
 # --- Events -----------------------------------------------------------------------------------

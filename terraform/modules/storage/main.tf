@@ -64,9 +64,25 @@ resource "aws_s3_bucket_logging" "this" {
   target_prefix = "${each.key}/"
 }
 
+# Lifecycle, per bucket kind (the reasons are in terraform/README.md, "Storage lifecycle"):
+# every bucket aborts stale multipart uploads and drops replaced versions after a while; kinds in
+# `infrequent_access_after_days` move to STANDARD_IA; only reproducible or transient kinds in
+# `expire_after_days` expire. Objects under 128 KiB (manifests, the watermark) never transition:
+# IA bills 128 KiB minimum per object.
 resource "aws_s3_bucket_lifecycle_configuration" "this" {
   for_each = local.buckets
   bucket   = aws_s3_bucket.this[each.key].id
+
+  transition_default_minimum_object_size = "all_storage_classes_128K"
+
+  lifecycle {
+    precondition {
+      condition = !(contains(keys(var.infrequent_access_after_days), each.key) && contains(keys(var.expire_after_days), each.key)) || (
+        lookup(var.infrequent_access_after_days, each.key, 0) < lookup(var.expire_after_days, each.key, 0)
+      )
+      error_message = "Bucket kind ${each.key}: infrequent_access_after_days must be less than expire_after_days (S3 rejects a transition on or after expiry)."
+    }
+  }
 
   rule {
     id     = "abort-incomplete-uploads-and-expire-old-versions"
@@ -74,7 +90,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     filter {}
 
     abort_incomplete_multipart_upload {
-      days_after_initiation = 7
+      days_after_initiation = var.abort_incomplete_upload_days
     }
     noncurrent_version_expiration {
       noncurrent_days = var.noncurrent_version_expire_days
@@ -84,8 +100,10 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
     }
   }
 
-  # Transient data: inbound files are moved out within minutes, stage files are loaded by
-  # Snowpipe, raw and ingestion objects are copied or transformed downstream.
+  # Transient or reproducible data only: inbound files are moved out within minutes, stage files
+  # are loaded by Snowpipe, raw objects are copied to curated (events/) or re-copied from source
+  # (landing/). Not ingestion: the source keeps only each row's current version, so a window's
+  # file is the one copy of the versions overwritten since (and `_state/` holds the watermark).
   dynamic "rule" {
     for_each = contains(keys(var.expire_after_days), each.key) ? [var.expire_after_days[each.key]] : []
     content {
@@ -95,6 +113,21 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 
       expiration {
         days = rule.value
+      }
+    }
+  }
+
+  # Kept data read rarely after its first days (ingestion windows, star exports, event copies).
+  dynamic "rule" {
+    for_each = contains(keys(var.infrequent_access_after_days), each.key) ? [var.infrequent_access_after_days[each.key]] : []
+    content {
+      id     = "transition-to-standard-ia"
+      status = "Enabled"
+      filter {}
+
+      transition {
+        days          = rule.value
+        storage_class = "STANDARD_IA"
       }
     }
   }

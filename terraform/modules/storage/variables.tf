@@ -19,6 +19,23 @@ variable "expire_after_days" {
   default     = {}
 }
 
+variable "infrequent_access_after_days" {
+  description = "Days after which current objects move to S3 Standard-IA, by bucket kind (kept data read rarely after its first weeks). Kinds not named stay in Standard."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for days in values(var.infrequent_access_after_days) : days >= 30])
+    error_message = "S3 moves objects to STANDARD_IA no earlier than 30 days after creation."
+  }
+}
+
+variable "abort_incomplete_upload_days" {
+  description = "Days after which an unfinished multipart upload (a killed extract or export) is aborted and its parts deleted."
+  type        = number
+  default     = 7
+}
+
 variable "noncurrent_version_expire_days" {
   description = "Days a replaced or deleted object version is kept (undo window)."
   type        = number
