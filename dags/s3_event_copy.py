@@ -10,7 +10,9 @@ large objects, metadata kept), then deletes the messages that are settled.
   it copies everything it received and never releases a message unread (a release would cost it
   one of its {receives} receives). Each message is hidden on the queue for the full visibility
   timeout ({hold_minutes} min) before its copy starts; `copy_events` is stopped at {copy_minutes}
-  minutes, so no message reappears while its copy runs.
+  minutes, so no message reappears while its copy runs. Once the queue looks empty, the run
+  waits up to `conveyor.s3_event_copy_linger_seconds` (3 s) for more before it ends, so a
+  stream of events is copied as it arrives, not after the next run starts.
 * **Exact versions**: an event whose version was overwritten since is not copied (the newer
   version's own event copies it, so a late event never rolls curated back); a version that no
   longer exists (deleted, expired) is **recorded** in `_quarantine/` of the curated bucket
@@ -62,6 +64,10 @@ from conveyor.resources import (
 DAG_ID = "s3_event_copy"
 # One run's batch; its limits are written once, in conveyor.events.copier.Budget.
 BUDGET = copier.Budget()
+# Once the queue looks empty, copy_events long-polls this long for more before the run ends: a
+# stream of events is copied by the run that is going, not after the run's end and the next
+# run's start (5-10 s locally), until the budget is reached.
+LINGER_S = conf.getint("conveyor", "s3_event_copy_linger_seconds", fallback=3)
 
 
 @dag(
@@ -135,6 +141,7 @@ def s3_event_copy():
             day,
             budget=BUDGET,
             hold_seconds=QUEUE_VISIBILITY_TIMEOUT_S,
+            wait_seconds=LINGER_S,
         )
         if summary["dead_letters"]:  # named once: on the last receive before the DLQ
             alert = copier.dead_letter_alert(summary, dag_id=DAG_ID, run_id=dag_run.run_id, day=day)
