@@ -104,10 +104,6 @@ def run_once(
         return report, merged, str(exc)
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
 def put(s3, key: str, documents: list[dict]) -> str:
     s3.put_object(Bucket=CURATED, Key=key, Body="\n".join(json.dumps(d) for d in documents).encode())
     return key
@@ -123,7 +119,7 @@ def history(tasks: dict, query, s3, start: int, stop: int) -> None:
         key, document = f"events/history/{i:05d}.json", order(i, "1.00") if i % 2 else {"click": i}
         url = f"s3://{CURATED}/{key}"
         tags[url] = s3.put_object(Bucket=CURATED, Key=key, Body=json.dumps(document).encode())["ETag"]
-        values.append(f"({_quoted(json.dumps(document))}, {_quoted(url)})")
+        values.append(f"({snowflake.sql_string(json.dumps(document))}, {snowflake.sql_string(url)})")
     fake_snowflake.mark_loaded("RAW_EVENTS", tags)
     query(
         "INSERT INTO CONVEYOR.EVENTS.RAW_EVENTS (V, FILE_NAME, FILE_LAST_MODIFIED, FILE_ROW_NUMBER, LOADED_AT) "
