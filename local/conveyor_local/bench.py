@@ -22,6 +22,10 @@
    copy in curated, p50 and p95 over 20 objects, beside the old Lambda copier's documented latency.
 6. One curated_to_snowflake run on the fake Snowflake (conveyor_local.bench_snowflake): the
    statements it sends and the files and rows they read, at 10 and at 1,000 earlier files.
+7. Freshness under the real scheduler (conveyor_local.freshness): a ToteSys row changed -> its
+   fact row in the warehouse, p50/p95 over 20 changes spread over one schedule interval, in
+   schedule intervals (goal p95 < 2); a raw object -> its row in Snowflake's EVENTS.ORDERS.
+   Alone: `python -m conveyor_local.bench --only freshness` (about 10 minutes).
 """
 
 from __future__ import annotations
@@ -427,6 +431,9 @@ def rss_probe(dsn: str, endpoint: str, idle: bool, rows: int | None) -> int:
     return 0
 
 
+SECTIONS = ["copies", "parsing", "extract", "warehouse", "history", "latency", "snowflake", "freshness"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor_local.bench", description=__doc__)
     parser.add_argument("--objects", type=int, default=2_000)
@@ -444,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["copies", "parsing", "extract", "warehouse", "history", "latency", "snowflake"],
+        choices=SECTIONS,
         action="append",
     )
     parser.add_argument(
@@ -454,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
         default=[100_000, 10_000_000],
         metavar=("SMALL", "BIG"),
         help="landed history rows the 1,000-row window is modelled over",
+    )
+    parser.add_argument(
+        "--freshness-cron",
+        default="*/3 * * * *",
+        help="totesys_etl's schedule in the freshness bench (deployed: */3)",
+    )
+    parser.add_argument(
+        "--freshness-changes", type=int, default=20, help="ToteSys changes the freshness bench times"
     )
     parser.add_argument("--rss-probe", nargs=2, metavar=("DSN", "ENDPOINT"), help=argparse.SUPPRESS)
     parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
@@ -467,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
 
         dsn, endpoint, key, rows = args.warehouse_rss_probe
         return bench_warehouse.rss_probe(dsn, endpoint, key, int(rows))
-    only = set(args.only or ["copies", "parsing", "extract", "warehouse", "history", "latency", "snowflake"])
+    only = set(args.only or SECTIONS)
     if "copies" in only:
         bench_copies_report(args)
     if "parsing" in only:
@@ -490,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         from conveyor_local import bench_snowflake
 
         bench_snowflake.report(args)
+    if "freshness" in only:
+        from conveyor_local import freshness
+
+        freshness.report(cron=args.freshness_cron, changes=args.freshness_changes)
     return 0
 
 
