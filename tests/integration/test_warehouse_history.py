@@ -196,3 +196,62 @@ def test_a_table_the_config_adds_with_null_cursors_keeps_one_current_row_per_key
             "SELECT DISTINCT ON (id) id, v FROM staging.extra_landed ORDER BY id, lu DESC, window_name DESC"
         ).fetchall()
     assert current == distinct_on == [(1, "null-w1"), (2, "null-w2"), (3, "new")]
+
+
+def _most_rows_of_a_node(plan: dict) -> int:
+    return max(
+        [
+            plan["Actual Rows"] * plan["Actual Loops"],
+            *(_most_rows_of_a_node(p) for p in plan.get("Plans", [])),
+        ]
+    )
+
+
+def test_dim_date_reads_each_landed_row_once_and_keeps_the_dates_of_landed_dates(warehouse_with_history):
+    """dim_date's model (a third of a 1,000,000-row window's model when it read staging.landed_dates,
+    which makes one row per date column per landed row, 4,000,000 rows, then de-duplicates them):
+    no step of its plan handles more rows than the window landed or than the distinct dates of
+    each date column, and it inserts exactly the dates that view holds for the window."""
+    window = {"window": WINDOW.name}
+    date_columns = {
+        "sales_order": (
+            "created_at::date",
+            "last_updated::date",
+            "agreed_delivery_date",
+            "agreed_payment_date",
+        ),
+        "purchase_order": (
+            "created_at::date",
+            "last_updated::date",
+            "agreed_delivery_date",
+            "agreed_payment_date",
+        ),
+        "payment": ("created_at::date", "last_updated::date", "payment_date"),
+    }
+    with psycopg.connect(warehouse_with_history) as conn:
+        landed = per_column = 0
+        for table, columns in date_columns.items():
+            counts = ", ".join(f"count(DISTINCT {c})" for c in columns)
+            row = conn.execute(
+                f"SELECT count(*), {counts} FROM staging.{table}_landed WHERE window_name = %(window)s",
+                window,
+            ).fetchone()
+            landed, per_column = landed + row[0], per_column + sum(row[1:])
+        assert landed == 750  # bench_warehouse.HISTORY_TABLES: 500 + 100 + 150
+        statement = paths.sql_path("warehouse", "dim_date.sql").read_text()
+        [[[plan]]] = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + _without_comments(statement), window
+        ).fetchall()
+        # One row per date column per landed row would be 4 * 600 + 3 * 150 = 2,850.
+        assert _most_rows_of_a_node(plan["Plan"]) <= max(landed, per_column) < 2_850
+        modelled = {
+            d for (d,) in conn.execute("SELECT date_id FROM dim_date WHERE window_name = %(window)s", window)
+        }
+        expected = {
+            d
+            for (d,) in conn.execute(
+                "SELECT DISTINCT date_id FROM staging.landed_dates WHERE window_name = %(window)s", window
+            )
+        }
+    assert len(expected) > 100  # the window's orders and payments hold a few hundred dates
+    assert modelled == expected
