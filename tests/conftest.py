@@ -298,11 +298,17 @@ def warehouse_dsn(postgres_admin_dsn, monkeypatch):
         yield dsn
 
 
+EVENT_COPY_DEADLINE_S = 90  # s3_event_copy's deadline under the session's scheduler
+
+
 @pytest.fixture(scope="session")
 def airflow():
     """One Airflow for every scheduler test module (`-m scheduler`): `make airflow` on a stack of
     its own (free ports, a temporary CONVEYOR_LOCAL_DIR), started once per session (about 45 s)
     and stopped afterwards. (The UI tests start their own.)
+
+    `s3_event_copy`'s deadline is 90 s (`conveyor.s3_event_copy_deadline_seconds`), so
+    tests/scheduler/test_deadlines_scheduler.py sees one pass within minutes.
 
     `totesys_etl` runs every minute here (its cron is an Airflow config option), so a scheduled
     run comes within a minute, and a task retries after 5 s, then 10 s
@@ -313,6 +319,8 @@ def airflow():
     from conveyor_local.airflow_api import scratch_airflow
 
     with scratch_airflow(
-        AIRFLOW__CONVEYOR__TOTESYS_CRON="* * * * *", AIRFLOW__CONVEYOR__RETRY_DELAY_SECONDS="5"
+        AIRFLOW__CONVEYOR__TOTESYS_CRON="* * * * *",
+        AIRFLOW__CONVEYOR__RETRY_DELAY_SECONDS="5",
+        AIRFLOW__CONVEYOR__S3_EVENT_COPY_DEADLINE_SECONDS=str(EVENT_COPY_DEADLINE_S),
     ) as scratch:
         yield scratch

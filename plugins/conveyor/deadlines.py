@@ -26,8 +26,6 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 from airflow.sdk.configuration import conf
 
-from conveyor import alerts
-
 log = logging.getLogger(__name__)
 
 # A cron's intervals are measured over this stretch of its fire times (a fixed start: no now()).
@@ -152,6 +150,8 @@ def publish_missed(context: dict, promise: str, queue_kind: str | None = None) -
     if reason:
         log.info("deadline of %s %s passed; no alert: %s", run["dag_id"], run["dag_run_id"], reason)
         return None
+    from conveyor import alerts  # the amazon provider: imported in this thread, not the triggerer's loop
+
     return alerts.publish_alert(alerts.deadline_message(context, promise))
 
 
