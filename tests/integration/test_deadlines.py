@@ -159,6 +159,16 @@ def test_the_deadline_settings_come_from_airflow_config(monkeypatch):
     assert deadlines.longest_interval("0 9,17 * * 1-5") == timedelta(days=2, hours=16)
 
 
+def test_airflow_dags_test_parses_the_dags_without_deadlines(monkeypatch):
+    """`airflow dags test` (README, make demo) cannot end a successful run of a DAG with a
+    deadline in Airflow 3.3.1: there the DAGs have none."""
+    monkeypatch.setattr("sys.argv", ["airflow", "dags", "test", "totesys_etl", "2024-03-05"])
+    assert deadlines.under_dags_test()
+    assert _dag("totesys_etl").deadline is None
+    monkeypatch.setattr("sys.argv", ["airflow", "scheduler"])
+    assert _dag("totesys_etl").deadline
+
+
 def test_unwatched_dags_have_no_deadline():
     for dag_id in ("retail_data_generator", "snowflake_setup"):  # schedule=None: run by people
         assert not _dag(dag_id).deadline
