@@ -1,8 +1,8 @@
 """Deadline alerts under the real scheduler (`make airflow`, driven through the REST API; issue 20
 part 2), on `s3_event_copy`, whose deadline the session's Airflow sets to 2 min
 (`conveyor.s3_event_copy_deadline_seconds`): a run that copies its event and succeeds in time
-leaves no alert and no deadline; the next run, waiting while a message sits on the queue (a
-delayed one: in the queue, not yet receivable), misses its deadline, and the scheduler, the
+leaves no alert and no deadline; the next run, waiting while a message sits on the queue (one the
+test holds: in flight, not receivable), misses its deadline, and the scheduler, the
 triggerer and `conveyor.deadlines.on_missed` publish one `deadline_missed` alert for it on the
 notifications topic, read back through the SQS inbox subscribed to it."""
 
@@ -37,6 +37,21 @@ def wait_for(condition, timeout: float, what: str, poll: float = 2.0):
         time.sleep(poll)
 
 
+def stop_waiting(api, run_id: str) -> None:
+    """Mark a run waiting on the queue success, and wait until its sensor's process is killed (the
+    worker's next heartbeat learns the state): a sensor left long-polling would take, and hide for
+    the visibility timeout, an event the next test module puts."""
+    tasks = {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}
+    api.set_run_state(DAG_ID, run_id, "success")
+    if tasks.get("wait_for_events") != "running":
+        return
+    wait_for(
+        lambda: "Task killed" in api.task_log(DAG_ID, run_id, "wait_for_events"),
+        timeout=120,
+        what=f"{run_id}'s wait_for_events killed",
+    )
+
+
 def test_a_run_done_in_time_is_quiet_and_a_run_past_its_deadline_while_messages_wait_alerts(airflow):
     api, info = airflow.api, airflow.info
     from conveyor_local.stack import ACCESS_KEY
@@ -48,11 +63,13 @@ def test_a_run_done_in_time_is_quiet_and_a_run_past_its_deadline_while_messages_
     sqs = session.client("sqs")
     queue, inbox = info["queues"]["raw-events"], info["queues"][NOTIFICATIONS_INBOX]
     before = {r["dag_run_id"] for r in api.runs(DAG_ID)}
-    sqs.purge_queue(QueueUrl=queue)
-    read_messages(session, inbox)  # earlier modules' messages
+    read_messages(session, queue)  # what earlier modules left (SQS allows one purge a minute)
+    read_messages(session, inbox)
 
-    # A message no run can receive for 15 minutes: the queue is not empty while runs wait.
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"waiting": True}), DelaySeconds=900)
+    # A message this test receives and holds (hidden for the visibility timeout): the queue is
+    # not empty, and no run can take it.
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"waiting": True}))
+    [held] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, WaitTimeSeconds=5)["Messages"]
     airflow.s3.put_object(Bucket=airflow.bucket("raw"), Key="events/deadline/in-time.json", Body=b"{}")
     alerts: list[dict] = []
 
@@ -81,8 +98,8 @@ def test_a_run_done_in_time_is_quiet_and_a_run_past_its_deadline_while_messages_
         api.pause(DAG_ID)
         for run in api.runs(DAG_ID):
             if run["dag_run_id"] not in before and run["state"] not in FINISHED:
-                api.set_run_state(DAG_ID, run["dag_run_id"], "success")  # stop its 50 min wait
-        sqs.purge_queue(QueueUrl=queue)
+                stop_waiting(api, run["dag_run_id"])
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=held["ReceiptHandle"])
         api.settle(DAG_ID)
 
     assert alert["run_id"] == second["dag_run_id"], "the waiting run is late, the one done in time is not"
