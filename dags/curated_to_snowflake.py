@@ -43,6 +43,8 @@ last merge into `EVENTS.ORDERS` and `EVENTS.ORDER_ITEMS`.
   after a stale stream: the rows the task never read are merged once (keep the DAG paused
   otherwise).
 * Needs `snowflake_setup` once. SQL: `include/sql/snowflake/events/`.
+* **Deadline**: a run must be done within 30 min of being queued
+  (`conveyor.curated_to_snowflake_deadline_seconds`); else a `deadline_missed` alert.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from conveyor import snowflake
+from conveyor import deadlines, snowflake
 from conveyor.assets import CURATED
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import names_from_variable
@@ -63,6 +65,7 @@ SWEEP_SCHEDULE = CronTriggerTimetable("17 3 * * *", timezone="UTC")
 @dag(
     dag_id=DAG_ID,
     schedule=AssetOrTimeSchedule(timetable=SWEEP_SCHEDULE, assets=[CURATED]),
+    deadline=deadlines.after_queued(DAG_ID),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

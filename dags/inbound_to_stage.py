@@ -23,6 +23,8 @@ files staged.
 * The inbound bucket must be versioned (Terraform and `make services` make it so).
 * Schedule without code (Airflow config, e.g. MWAA configuration options):
   `conveyor.inbound_to_stage_cron` (default `*/5 * * * *`).
+* **Deadline**: a run must be done within 15 min of its interval's end
+  (`conveyor.inbound_to_stage_deadline_seconds`); else a `deadline_missed` alert.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from conveyor import deadlines
 from conveyor.assets import STAGE
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import AWS_CONN_ID, names_from_variable
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 @dag(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    deadline=deadlines.after_interval_end(DAG_ID, CRON),
     catchup=False,
     max_active_runs=1,
     # Every run moves what is in inbound now: a backfill of past intervals has nothing to do.

@@ -20,6 +20,8 @@ notifications SNS topic.
   has no interval to date its keys by; `load_datasets` fails it at once saying what to pass.
 * **Tasks**: `load_datasets` → `copy_dataset` (one per dataset) → `notify_run` (always runs,
   publishes the summary) → `all_datasets_copied` (fails the run if anything above failed).
+* **Deadline**: the 20:00 run must be done by 22:00 UTC (`conveyor.nightly_file_ingestion_finish_by`,
+  `HH:MM`); else a `deadline_missed` alert on the notifications topic.
 """
 
 from __future__ import annotations
@@ -37,19 +39,21 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from conveyor import alerts, config, intervals, paths
+from conveyor import alerts, config, deadlines, intervals, paths
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.keys import utc_date
 from conveyor.nightly import ingest, summary
 from conveyor.resources import AWS_CONN_ID, NIGHTLY_CONFIG_VARIABLE, names_from_variable
 
 DAG_ID = "nightly_file_ingestion"
+CRON = "0 20 * * *"
 DEFAULT_CONFIG = "config/nightly_file_ingestion.json"
 
 
 @dag(
     dag_id=DAG_ID,
-    schedule=CronDataIntervalTimetable("0 20 * * *", timezone="UTC"),
+    schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    deadline=deadlines.by_time_of_day(DAG_ID, CRON),
     catchup=False,
     max_active_runs=3,
     default_args=DEFAULT_ARGS,

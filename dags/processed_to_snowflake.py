@@ -28,6 +28,8 @@ star's declaration, `include/sql/warehouse/star.yml`), then the staging rows go.
   one task, and the operator returns no per-file row counts to check.
 * Needs `snowflake_setup` once. SQL: `include/sql/snowflake/totesys/` (`copy_window.sql`,
   `merge/<table>.sql`, `clear_staging.sql`); the work: `conveyor.totesys.to_snowflake`.
+* **Deadline**: a run must be done within 30 min of being queued
+  (`conveyor.processed_to_snowflake_deadline_seconds`); else a `deadline_missed` alert.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from conveyor import snowflake
+from conveyor import deadlines, snowflake
 from conveyor.assets import PROCESSED
 from conveyor.config import ConfigError
 from conveyor.defaults import DEFAULT_ARGS, Tag
@@ -49,6 +51,7 @@ DAG_ID = "processed_to_snowflake"
 @dag(
     dag_id=DAG_ID,
     schedule=[PROCESSED],
+    deadline=deadlines.after_queued(DAG_ID),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

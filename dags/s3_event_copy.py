@@ -34,6 +34,9 @@ large objects, metadata kept), then deletes the messages that are settled.
 * **Params**: `replay_keys` copies the given raw-bucket keys (under `events/`, their current
   versions) now instead of waiting for events.
 * The sensor is deferrable when `[operators] default_deferrable` is true (set on MWAA).
+* **Deadline**: a run must be done within 20 min of being queued while the raw-events queue
+  holds messages (`conveyor.s3_event_copy_deadline_seconds`); else a `deadline_missed` alert.
+  A quiet queue is not late; a run never created (DAG paused) is the queue-age alarm's to catch.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from airflow.sdk import Param, chain, dag, task
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSkipException
 
-from conveyor import alerts
+from conveyor import alerts, deadlines
 from conveyor.assets import CURATED, curated_extra
 from conveyor.defaults import CONTINUOUS_SINCE, DEFAULT_ARGS, Tag
 from conveyor.events import copier
@@ -73,6 +76,7 @@ LINGER_S = conf.getint("conveyor", "s3_event_copy_linger_seconds", fallback=3)
 @dag(
     dag_id=DAG_ID,
     schedule="@continuous",
+    deadline=deadlines.after_queued(DAG_ID, queue_kind="raw-events"),
     start_date=CONTINUOUS_SINCE,  # @continuous needs one to create a second run (see defaults)
     max_active_runs=1,
     catchup=False,

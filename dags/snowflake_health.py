@@ -18,6 +18,8 @@ and what to do (`docs/snowflake.md`, Operations); the run succeeds, having check
 cannot check (Snowflake unreachable, a missing privilege) fails and the usual failure alert
 fires. With no pipes, tasks or streams (the Airflow path) only rejected rows are checked.
 Backfill within the last 7 days (Snowflake keeps task history 7 days, copy history 14).
+Deadline: a run must be done within 30 min of its interval's end
+(`conveyor.snowflake_health_deadline_seconds`); else a `deadline_missed` alert.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
-from conveyor import alerts, snowflake
+from conveyor import alerts, deadlines, snowflake
 from conveyor import snowflake_health as health
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import AWS_CONN_ID, names_from_variable
@@ -38,6 +40,7 @@ CRON = "0 * * * *"
 @dag(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    deadline=deadlines.after_interval_end(DAG_ID, CRON),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -15,13 +15,15 @@ and `RETAIL.TRANSACTIONS`, so the targets are the same whichever path loads them
 * **merge_only** (Param): load nothing, merge the raw rows newer than each target. On the
   Snowpipe path, the recovery after a stale stream (keep the DAG paused otherwise).
 * Needs `snowflake_setup` once. SQL: `include/sql/snowflake/retail/`.
+* **Deadline**: a run must be done within 30 min of being queued
+  (`conveyor.stage_to_snowflake_deadline_seconds`); else a `deadline_missed` alert.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from conveyor import snowflake
+from conveyor import deadlines, snowflake
 from conveyor.assets import STAGE
 from conveyor.defaults import DEFAULT_ARGS, Tag
 from conveyor.resources import names_from_variable
@@ -32,6 +34,7 @@ DAG_ID = "stage_to_snowflake"
 @dag(
     dag_id=DAG_ID,
     schedule=[STAGE],
+    deadline=deadlines.after_queued(DAG_ID),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

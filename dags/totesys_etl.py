@@ -1,9 +1,8 @@
 """### ToteSys ETL
 
-Each run moves one window of changed ToteSys rows (`totesys_db`) through the ingestion bucket into the
-Postgres warehouse's star schema (`warehouse_db`), checks it and exports it to the processed bucket:
-**extract** (first `check_drift`: each schema change carried or stopped, by policy) → **land** → **model**
-→ **gate** → **export**, one group each. Reads, writes, settings, failures: `docs/pipelines/totesys_etl.md`.
+One window of changed ToteSys rows (`totesys_db`) a run, via the ingestion bucket into the Postgres star
+(`warehouse_db`), checked, exported to processed: **extract** (`check_drift` first) → **land** → **model** →
+**gate** → **export**; done 15 min after its interval, else a deadline alert. `docs/pipelines/totesys_etl.md`.
 """
 
 from datetime import timedelta
@@ -14,7 +13,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, chain, dag,
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException
 
-from conveyor import intervals, paths, postgres
+from conveyor import deadlines, intervals, paths, postgres
 from conveyor.assets import INGESTION, PROCESSED, WAREHOUSE
 from conveyor.config import ConfigError
 from conveyor.defaults import DEFAULT_ARGS, Tag
@@ -39,6 +38,7 @@ def s3():
 @dag(
     dag_id=DAG_ID,
     schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    deadline=deadlines.after_interval_end(DAG_ID, CRON),
     catchup=False,  # a scheduled run after a pause extracts the gap itself (see the window)
     max_active_runs=1,  # windows are extracted in order
     default_args=DEFAULT_ARGS,

@@ -123,6 +123,21 @@ module "mwaa" {
   database_cidr_blocks        = var.database_cidr_blocks
 }
 
+module "monitoring" {
+  source = "./modules/monitoring"
+
+  name                         = local.name_prefix
+  region                       = local.region
+  environment_name             = module.mwaa.environment_name
+  queue_name                   = module.events.queue_names["raw-events"]
+  dead_letter_queue_name       = module.events.queue_names["raw-events-dlq"]
+  oldest_message_alarm_seconds = module.events.oldest_message_alarm_seconds
+  alarm_topic_arn              = module.events.topic_arns["notifications"]
+  alarm_arns = merge(module.events.alarm_arns, {
+    failed_tasks = module.mwaa.failed_tasks_alarm_arn
+  })
+}
+
 module "snowflake_integration" {
   source = "./modules/snowflake_integration"
 

@@ -28,6 +28,11 @@ output "mwaa_webserver_url" {
   value       = module.mwaa.webserver_url
 }
 
+output "dashboard_url" {
+  description = "The operator's CloudWatch dashboard (docs/runbook.md opens with what it shows)."
+  value       = module.monitoring.dashboard_url
+}
+
 output "mwaa_execution_role_arn" {
   description = "The role the DAGs run as."
   value       = module.mwaa.execution_role_arn

@@ -128,6 +128,17 @@ class AirflowAPI:
     def runs(self, dag_id: str) -> list[dict]:
         return self._send("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
 
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> dict:
+        """Mark a run `success` or `failed` (the UI's "Mark run as"); its unfinished tasks follow."""
+        run = urllib.parse.quote(run_id, safe="")
+        return self._send("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run}", {"state": state})
+
+    def deadlines(self, dag_id: str, run_id: str) -> list[dict]:
+        """A run's deadlines as the UI lists them (`deadline_time`, `missed`); a deadline met is
+        deleted when its run succeeds. (A UI endpoint: the public API has none in 3.3.)"""
+        run = urllib.parse.quote(run_id, safe="")
+        return self._send("GET", f"/ui/dags/{dag_id}/dagRuns/{run}/deadlines")["deadlines"]
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self._send("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")[
             "task_instances"

@@ -1,11 +1,15 @@
 """Messages on the notifications SNS topic: a failure alert for every task that fails for good,
-and `publish` for the run-level messages some pipelines build (a nightly summary, a dead-letter
-alert, a schema change).
+a deadline alert for every run that misses its deadline, and `publish` for the run-level messages
+some pipelines build (a nightly summary, a dead-letter alert, a schema change).
 
 `FailureAlert` is the amazon provider's `SnsNotifier` with the message built from the failure's
 context (DAG, task, run, data interval, error, try number, log URL) and the topic resolved at run
 time; `conveyor.defaults.DEFAULT_ARGS` makes it every task's `on_failure_callback`, so it runs in
 the worker where the exception is known, once the task has no retries left.
+
+A missed deadline (`conveyor.deadlines`) is published by `publish_alert` with the same keys, built
+by `deadline_message` from the run Airflow hands the deadline's callback: `status` is
+`deadline_missed` and the task's keys are null (a run, not a task, is late).
 """
 
 from __future__ import annotations
@@ -77,14 +81,73 @@ class FailureAlert(SnsNotifier):
         super().__init__(aws_conn_id=aws_conn_id, target_arn="", message="")
 
     def notify(self, context) -> None:
-        alert = failure_message(context)
-        where = alert["task_id"] + (f"[{alert['map_index']}]" if alert["map_index"] is not None else "")
-        self.hook.publish_to_target(
-            target_arn=notifications_topic_arn(self.aws_conn_id),
-            message=json.dumps(alert, indent=2, ensure_ascii=False),
-            subject=_subject(f"[conveyor] FAILED {alert['dag_id']}.{where} {alert['run_id']}"),
-            message_attributes={"status": "failed", "dag_id": alert["dag_id"]},
-        )
+        publish_alert(failure_message(context), self.hook)
+
+
+def alert_subject(alert: dict) -> str:
+    """`[conveyor] FAILED <dag>.<task>[<map index>] <run>` or `[conveyor] LATE <dag> <run>`."""
+    if alert["status"] == DEADLINE_MISSED:
+        return _subject(f"[conveyor] LATE {alert['dag_id']} {alert['run_id']}")
+    where = alert["task_id"] + (f"[{alert['map_index']}]" if alert["map_index"] is not None else "")
+    return _subject(f"[conveyor] FAILED {alert['dag_id']}.{where} {alert['run_id']}")
+
+
+def publish_alert(alert: dict, hook=None, aws_conn_id: str = resources.AWS_CONN_ID) -> str:
+    """Publish a failure or deadline alert on the notifications topic; returns the SNS MessageId."""
+    if hook is None:
+        from airflow.providers.amazon.aws.hooks.sns import SnsHook
+
+        hook = SnsHook(aws_conn_id=aws_conn_id)
+    response = hook.publish_to_target(
+        target_arn=notifications_topic_arn(hook.aws_conn_id),
+        message=json.dumps(alert, indent=2, ensure_ascii=False),
+        subject=alert_subject(alert),
+        message_attributes={"status": alert["status"], "dag_id": alert["dag_id"]},
+    )
+    return response["MessageId"]
+
+
+# --- deadline alerts (conveyor.deadlines) --------------------------------------------------------
+
+DEADLINE_MISSED = "deadline_missed"
+
+
+def deadline_message(context: dict, promise: str) -> dict:
+    """A missed deadline in the failure alert's shape, from a deadline callback's `context`.
+
+    Airflow gives the callback `{"dag_run": <the run as the REST API shows it>, "deadline":
+    {"id", "deadline_time"}}`, read when the deadline passed; `promise` says what was due.
+    """
+    run, deadline = context["dag_run"], context["deadline"]
+    start, end = run.get("data_interval_start"), run.get("data_interval_end")
+    due = _iso(deadline["deadline_time"])
+    return {
+        "status": DEADLINE_MISSED,
+        "dag_id": run["dag_id"],
+        "task_id": None,
+        "map_index": None,
+        "run_id": run["dag_run_id"],
+        "run_type": run.get("run_type"),
+        "data_interval": [_iso(start), _iso(end)] if start and end else None,
+        "try_number": None,
+        "max_tries": None,
+        "error": f"deadline missed: the run was still {run.get('state')} at {due}; {promise}"[:ERROR_LIMIT],
+        "log_url": _run_url(run["dag_id"], run["dag_run_id"]),
+    }
+
+
+def _iso(value) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _run_url(dag_id: str, run_id: str) -> str:
+    """The run's page in the Airflow UI (`[api] base_url`), as a task's log_url is built."""
+    from urllib.parse import quote
+
+    from airflow.sdk.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
+    return f"{base}/dags/{dag_id}/runs/{quote(run_id)}"
 
 
 # --- run messages (nightly_file_ingestion's summary: conveyor.nightly.summary; totesys_etl's

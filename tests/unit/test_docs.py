@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import resources, snowflake
+from conveyor import deadlines, resources, snowflake
 from conveyor.nightly import ingest
 from conveyor.totesys import tables
 
@@ -102,6 +102,11 @@ def code_settings() -> dict[str, tuple[str, str | None]]:
     for path in sources:
         for name, fallback in option.findall(path.read_text()):
             found[f"conveyor.{name}"] = ("Airflow config", fallback.strip().strip('"'))
+    # The deadlines' options are named after their DAGs (conveyor.deadlines' two tables).
+    for dag_id, seconds in deadlines.ALLOWED_SECONDS.items():
+        found[f"conveyor.{dag_id}_deadline_seconds"] = ("Airflow config", str(seconds))
+    for dag_id, finish_by in deadlines.FINISH_BY.items():
+        found[f"conveyor.{dag_id}_finish_by"] = ("Airflow config", finish_by)
     for name in resources.VARIABLES:
         found[name] = ("Variable", None)
     defaults = snowflake.SnowflakeSettings()

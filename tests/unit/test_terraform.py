@@ -19,7 +19,7 @@ from conveyor.resources import ResourceNames
 
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "terraform"
-MODULES = ["storage", "events", "secrets", "mwaa", "snowflake_integration"]
+MODULES = ["storage", "events", "secrets", "mwaa", "snowflake_integration", "monitoring"]
 OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 
 
@@ -686,9 +686,157 @@ def test_execution_role_grants_exactly_what_the_dags_use():
 def test_failed_tasks_alarm_notifies_the_topic():
     alarm = resource(child("mwaa"), "aws_cloudwatch_metric_alarm.failed_tasks")
     assert (alarm["namespace"], alarm["metric_name"]) == ("AmazonMWAA", "TaskInstanceFailures")
-    assert alarm["dimensions"] == {"Environment": "${var.name}", "Function": "Scheduler"}
+    # MWAA's TaskInstanceFailures carries DAG=All and Task=All (its metric table): with Function
+    # the alarm watched a series that does not exist and could never fire.
+    assert alarm["dimensions"] == {"Environment": "${var.name}", "DAG": "All", "Task": "All"}
     assert alarm["alarm_actions"] == ["${var.alarm_topic_arn}"]
     assert root()["module"]["mwaa"]["alarm_topic_arn"] == '${module.events.topic_arns["notifications"]}'
+
+
+# --- The operator's dashboard (modules/monitoring) ---------------------------------------------
+
+DASHBOARD_VALUES = {
+    "region": "eu-west-2",
+    "environment": "conveyor-dev",
+    "queue": "conveyor-dev-raw-events",
+    "dead_letter_queue": "conveyor-dev-raw-events-dlq",
+    "oldest_message_seconds": "10800",
+    "oldest_message_hours": "3",
+    "dead_letters_alarm_arn": "arn:dead-letters",
+    "oldest_message_alarm_arn": "arn:oldest-message",
+    "failed_tasks_alarm_arn": "arn:failed-tasks",
+    "scheduler_heartbeat_alarm_arn": "arn:scheduler-heartbeat",
+}
+
+
+def dashboard() -> dict:
+    """The dashboard body as CloudWatch receives it: the template rendered with the values the
+    module passes (the test fails on a placeholder the module does not pass)."""
+    call = resource(child("monitoring"), "aws_cloudwatch_dashboard.this")["dashboard_body"]
+    passed = set(re.findall(r"(\w+)\s*=", call.split("{", 1)[1]))
+    assert passed == set(DASHBOARD_VALUES), "the template's placeholders are what the module passes"
+    text = (TF / "modules" / "monitoring" / "dashboard.json.tftpl").read_text()
+    return json.loads(render(text, **DASHBOARD_VALUES))
+
+
+def tiles(body: dict) -> dict[str, dict]:
+    return {w["properties"]["title"]: w for w in body["widgets"] if "title" in w["properties"]}
+
+
+def metric_lines(widget: dict) -> list[tuple[str, str, dict, dict]]:
+    """(namespace, metric, dimensions, options) of each line of a metric tile."""
+    lines = []
+    for line in widget["properties"]["metrics"]:
+        options = line[-1] if isinstance(line[-1], dict) else {}
+        fields = line[:-1] if options else line
+        lines.append((fields[0], fields[1], dict(zip(fields[2::2], fields[3::2], strict=True)), options))
+    return lines
+
+
+def dag_ids() -> set[str]:
+    return {
+        re.search(r'^DAG_ID = "(\w+)"', p.read_text(), re.M).group(1) for p in (ROOT / "dags").glob("*.py")
+    }
+
+
+def test_the_dashboard_has_a_runs_tile_per_pipeline_on_mwaas_per_dag_metrics():
+    body, dags = dashboard(), dag_ids()
+    runs = {t: w for t, w in tiles(body).items() if t.endswith(": runs")}
+    assert {t.removesuffix(": runs") for t in runs} == dags, "one tile per DAG in dags/, no other"
+    for title, widget in runs.items():
+        dag = title.removesuffix(": runs")
+        lines = metric_lines(widget)
+        assert [(ns, m, o["label"], o["stat"]) for ns, m, _, o in lines] == [
+            ("AmazonMWAA", "DAGDurationSuccess", "succeeded", "SampleCount"),
+            ("AmazonMWAA", "DAGDurationFailed", "failed", "SampleCount"),
+        ]
+        assert all(d == {"DAG": dag, "Environment": "conveyor-dev"} for _, _, d, _ in lines)
+        assert widget["properties"]["period"] == 3600 and widget["properties"]["region"] == "eu-west-2"
+
+
+def test_the_dashboard_shows_the_queues_and_the_environments_health():
+    shown = {
+        (ns, m, tuple(sorted(d.items())), o.get("stat") or w["properties"].get("stat"))
+        for w in tiles(dashboard()).values()
+        if w["type"] == "metric"
+        for ns, m, d, o in metric_lines(w)
+    }
+    queue, dlq, env = (
+        (("QueueName", "conveyor-dev-raw-events"),),
+        (("QueueName", "conveyor-dev-raw-events-dlq"),),
+        ("Environment", "conveyor-dev"),
+    )
+    promised = {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", queue, "Maximum"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", queue, "Maximum"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq, "Maximum"),
+        ("AmazonMWAA", "SchedulerHeartbeat", (env, ("Function", "Scheduler")), "Sum"),
+        ("AWS/MWAA", "CPUUtilization", (("Cluster", "BaseWorker"), env), "SampleCount"),  # workers running
+        ("AWS/MWAA", "CPUUtilization", (("Cluster", "AdditionalWorker"), env), "SampleCount"),
+        ("AWS/MWAA", "CPUUtilization", (("Cluster", "BaseWorker"), env), "Maximum"),
+        ("AWS/MWAA", "MemoryUtilization", (("Cluster", "AdditionalWorker"), env), "Maximum"),
+        ("AWS/MWAA", "ApproximateAgeOfOldestTask", (env,), "Maximum"),
+        ("AmazonMWAA", "TaskInstanceFailures", (("DAG", "All"), env, ("Task", "All")), "Sum"),
+    }
+    assert promised <= shown, sorted(promised - shown)
+
+
+def test_the_dashboards_dimensions_are_this_environments_resources():
+    """What the module renders the template with: the environment, the queues and the alarms
+    Terraform creates, not names typed twice."""
+    call = root()["module"]["monitoring"]
+    assert call["environment_name"] == "${module.mwaa.environment_name}"
+    assert resource(child("mwaa"), "aws_mwaa_environment.this")["name"] == "${var.name}"
+    assert child("mwaa")["output"]["environment_name"]["value"] == "${aws_mwaa_environment.this.name}"
+    assert call["queue_name"] == '${module.events.queue_names["raw-events"]}'
+    assert call["dead_letter_queue_name"] == '${module.events.queue_names["raw-events-dlq"]}'
+    names = child("events")["output"]["queue_names"]["value"]
+    assert names == {
+        "raw-events": "${aws_sqs_queue.raw_events.name}",
+        "raw-events-dlq": "${aws_sqs_queue.raw_events_dlq.name}",
+    }
+    assert call["oldest_message_alarm_seconds"] == "${module.events.oldest_message_alarm_seconds}"
+    body = resource(child("monitoring"), "aws_cloudwatch_dashboard.this")["dashboard_body"]
+    for key, value in {
+        "environment": "var.environment_name",
+        "queue": "var.queue_name",
+        "dead_letter_queue": "var.dead_letter_queue_name",
+        "scheduler_heartbeat_alarm_arn": "aws_cloudwatch_metric_alarm.scheduler_heartbeat.arn",
+    }.items():
+        assert re.search(rf"\b{key}\s*=\s*{re.escape(value)}\b", body), key
+    # The alarm tile: every alarm that can turn red, each from the module that owns it.
+    [alarm_tile] = [w for w in dashboard()["widgets"] if w["type"] == "alarm"]
+    assert alarm_tile["properties"]["alarms"] == [
+        "arn:dead-letters",
+        "arn:oldest-message",
+        "arn:scheduler-heartbeat",
+        "arn:failed-tasks",
+    ]
+    assert child("events")["output"]["alarm_arns"]["value"] == {
+        "dead_letters": "${aws_cloudwatch_metric_alarm.dead_letters.arn}",
+        "oldest_message": "${aws_cloudwatch_metric_alarm.oldest_message.arn}",
+    }
+    assert "failed_tasks = module.mwaa.failed_tasks_alarm_arn" in call["alarm_arns"]
+    # The oldest-message tile draws the alarm's threshold.
+    oldest = tiles(dashboard())["raw-events queue: oldest message age (s)"]
+    assert oldest["properties"]["annotations"]["horizontal"][0]["value"] == 10800
+
+
+def test_the_scheduler_heartbeat_alarm_fires_when_heartbeats_stop():
+    alarm = resource(child("monitoring"), "aws_cloudwatch_metric_alarm.scheduler_heartbeat")
+    assert (alarm["namespace"], alarm["metric_name"]) == ("AmazonMWAA", "SchedulerHeartbeat")
+    assert alarm["dimensions"] == {"Function": "Scheduler", "Environment": "${var.environment_name}"}
+    assert alarm["comparison_operator"] == "LessThanThreshold" and alarm["threshold"] == 1
+    assert alarm["treat_missing_data"] == "breaching", "a dead scheduler sends nothing"
+    assert alarm["alarm_actions"] == ["${var.alarm_topic_arn}"]
+    assert root()["module"]["monitoring"]["alarm_topic_arn"] == '${module.events.topic_arns["notifications"]}'
+
+
+def test_mwaa_publishes_the_metrics_the_dashboard_reads():
+    """MWAA sends Airflow's metrics to CloudWatch unless its configuration blocks them: nothing
+    here may set a metrics allow or block list, or turn StatsD off."""
+    options = child("mwaa")["locals"]["base_configuration_options"]
+    assert not [k for k in options if k.startswith("metrics.")], options
 
 
 def test_network_new_vpc_or_existing_subnets():

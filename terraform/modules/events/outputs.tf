@@ -18,3 +18,24 @@ output "queue_urls" {
     "raw-events-dlq" = aws_sqs_queue.raw_events_dlq.id
   }
 }
+
+output "queue_names" {
+  description = "By kind: queue name (the QueueName dimension of its CloudWatch metrics)."
+  value = {
+    "raw-events"     = aws_sqs_queue.raw_events.name
+    "raw-events-dlq" = aws_sqs_queue.raw_events_dlq.name
+  }
+}
+
+output "alarm_arns" {
+  description = "The queues' alarms: dead_letters (the DLQ holds messages), oldest_message (events waiting too long)."
+  value = {
+    dead_letters   = aws_cloudwatch_metric_alarm.dead_letters.arn
+    oldest_message = aws_cloudwatch_metric_alarm.oldest_message.arn
+  }
+}
+
+output "oldest_message_alarm_seconds" {
+  description = "The oldest-message alarm's threshold (the dashboard draws it)."
+  value       = var.oldest_message_alarm_seconds
+}

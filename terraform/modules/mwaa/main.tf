@@ -121,7 +121,8 @@ resource "aws_cloudwatch_metric_alarm" "failed_tasks" {
   alarm_description   = "Airflow task instances failed in MWAA environment ${var.name} (after their retries). See the task logs in the Airflow UI or the ${var.name}-Task log group."
   namespace           = "AmazonMWAA"
   metric_name         = "TaskInstanceFailures"
-  dimensions          = { Environment = var.name, Function = "Scheduler" }
+  # MWAA publishes ti_failures with DAG and Task "All" (the AWS docs' metric table), not Function.
+  dimensions          = { Environment = var.name, DAG = "All", Task = "All" }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

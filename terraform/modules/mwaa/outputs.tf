@@ -32,3 +32,13 @@ output "security_group_id" {
   description = "The environment's security group (allow it on the Postgres servers' security groups)."
   value       = aws_security_group.mwaa.id
 }
+
+output "failed_tasks_alarm_arn" {
+  description = "The alarm on failed task instances."
+  value       = aws_cloudwatch_metric_alarm.failed_tasks.arn
+}
+
+output "environment_name" {
+  description = "The environment's name: the Environment dimension of its CloudWatch metrics."
+  value       = aws_mwaa_environment.this.name
+}
