@@ -188,8 +188,9 @@ def _provision_snowflake(state: dict) -> None:
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 # Celery workers the stack starts: at least two, so a task whose worker dies can run on another.
 CELERY_WORKERS = int(os.environ.get("CONVEYOR_CELERY_WORKERS", 2))
-# Task slots per worker ([celery] worker_concurrency); MWAA's mw1.small runs 5 per worker.
-CELERY_WORKER_CONCURRENCY = int(os.environ.get("CONVEYOR_CELERY_WORKER_CONCURRENCY", 4))
+# Task slots per worker ([celery] worker_concurrency): 5, MWAA's mw1.small's, so two workers are
+# terraform/environments/dev.tfvars' environment at its maximum (core.parallelism 10).
+CELERY_WORKER_CONCURRENCY = int(os.environ.get("CONVEYOR_CELERY_WORKER_CONCURRENCY", 5))
 LOGS_BUCKET = "conveyor-local-airflow-logs"  # the workers' task logs (MWAA sends them to CloudWatch)
 
 
