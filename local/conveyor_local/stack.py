@@ -15,6 +15,7 @@ Snowflake objects (what `snowflake_setup` creates) again and reseeds the sample 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -665,8 +666,8 @@ print(" ".join(name for reply in replies for name in reply))
 
 def start_workers(state: dict) -> list[dict]:
     """Start CELERY_WORKERS `airflow celery worker` processes (those not running), each in a
-    process group of its own (a container: killing it kills its task processes too), its cwd its
-    own directory, built from the packaged artefacts (`conveyor_local.package`, as `make package`)."""
+    session of its own (a container: `kill_session` takes it and its task processes away), its
+    cwd its own directory, built from the packaged artefacts (`conveyor_local.package`, as `make package`)."""
     from conveyor_local import package
 
     running = [w for w in state.get("workers", []) if _alive(w["pid"])]
@@ -791,6 +792,29 @@ class _EndpointSession:
         return self._session.client(service, endpoint_url=self._endpoint)
 
 
+def session_pids(sid: int) -> list[int]:
+    """Every process of session `sid`: a worker and all it started (its task processes run in
+    process groups of their own, within its session)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def kill_session(sid: int, sig: int) -> list[int]:
+    """Send `sig` to every process of session `sid` (a worker's, like stopping its container)."""
+    pids = session_pids(sid)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return pids
+
+
 def _kill_group(pid: int) -> None:
     """SIGTERM the process group `pid` leads; SIGKILL it if it lives on after 10 s."""
     os.killpg(pid, signal.SIGTERM)
@@ -808,6 +832,7 @@ def stop() -> None:
         if _alive(worker["pid"]):
             _kill_group(worker["pid"])
             stopped.append(worker["name"])
+        kill_session(worker["pid"], signal.SIGKILL)  # task processes in groups of their own
     for name in ("airflow", "redis", "snowflake", "moto"):
         pid = state.get(name, {}).get("pid")
         if _alive(pid):
