@@ -5,8 +5,9 @@ State lives in `.local/` (override with CONVEYOR_LOCAL_DIR): `stack.json` record
 project started (pids, ports, data dirs) so `stop` stops exactly that and `start` again is
 harmless. `env.sh` exports what Airflow needs: AIRFLOW_HOME, its metadata in the `airflow`
 database of the same Postgres (as MWAA keeps it in Postgres; SQLite cannot take a backfill while
-the scheduler runs), the LocalExecutor sized to the machine, the dags/plugins folders, and the
-connections as AIRFLOW_CONN_* variables.
+the scheduler runs), the LocalExecutor sized to the machine (or with CONVEYOR_EXECUTOR=celery the
+CeleryExecutor, its Redis broker and its workers: see "Celery workers" below), the dags/plugins
+folders, and the connections as AIRFLOW_CONN_* variables.
 
 What survives `stop` and `start`: Postgres's data (ToteSys, the warehouse, Airflow's runs) and the
 ports. moto and the fake Snowflake keep nothing: `start` provisions the AWS resources and the
@@ -719,7 +720,9 @@ def start() -> dict:
     local_dir().mkdir(parents=True, exist_ok=True)
     state = load_state()
     was_running = _alive(state.get("moto", {}).get("pid"))
-    state["executor"] = executor()
+    running = state.get("airflow", {})
+    # env.sh says what the running Airflow uses; another executor needs `make services-stop` first.
+    state["executor"] = running.get("executor", "local") if _alive(running.get("pid")) else executor()
     _start_moto(state)
     _start_postgres(state)
     if state["executor"] == "celery":
