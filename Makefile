@@ -59,7 +59,7 @@ services-stop: ## Stop what `make services` and `make airflow` started (Postgres
 seed: services ## Put the sample data back as it was (source bucket files, the ToteSys database)
 	@$(BIN)/python -m conveyor_local seed
 
-airflow: services ## Start Airflow on the local stack (api-server, scheduler, dag-processor, triggerer); on port 8080 (CONVEYOR_AIRFLOW_PORT moves it); prints the URL and login
+airflow: services ## Start Airflow on the local stack (api-server, scheduler, dag-processor, triggerer; LocalExecutor, or CONVEYOR_EXECUTOR=celery for Redis + 2 Celery workers as on MWAA); on port 8080 (CONVEYOR_AIRFLOW_PORT moves it); prints the URL and login
 	@$(BIN)/python -m conveyor_local airflow
 
 demo: services ## Set up, start the stack, run the pipelines through Airflow, print what landed where
@@ -68,7 +68,7 @@ demo: services ## Set up, start the stack, run the pipelines through Airflow, pr
 test: $(STAMP) $(TOOLS_STAMP) ## Run the test suite (DAGs, unit, integration, the README's commands, Terraform + checkov, packaging) on TEST_WORKERS processes
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-test-scheduler: $(STAMP) ## Airflow as users run it: `make airflow` on a stack of its own, driven through the REST API
+test-scheduler: $(STAMP) ## Airflow as users run it: `make airflow` on a stack of its own, driven through the REST API (CONVEYOR_EXECUTOR=celery: on Celery workers, as .ci/run does)
 	$(BIN)/python -m pytest -m scheduler tests/scheduler
 
 test-ui: $(STAMP) ## The Airflow UI in headless Chromium (installs Debian's chromium if missing): docs, a trigger with Params, a backfill; screenshots to docs/screenshots/

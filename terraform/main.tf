@@ -94,6 +94,7 @@ module "mwaa" {
   environment_class               = var.mwaa_environment_class
   min_workers                     = var.mwaa_min_workers
   max_workers                     = var.mwaa_max_workers
+  worker_concurrency              = var.mwaa_worker_concurrency
   schedulers                      = var.mwaa_schedulers
   webserver_access_mode           = var.mwaa_webserver_access_mode
   log_level                       = var.mwaa_log_level

@@ -95,6 +95,12 @@ variable "mwaa_max_workers" {
   default     = 5
 }
 
+variable "mwaa_worker_concurrency" {
+  description = "Task slots per worker; null: MWAA's default for the class (small 5, medium 10, ...). See terraform/README.md#worker-sizing."
+  type        = number
+  default     = null
+}
+
 variable "mwaa_schedulers" {
   description = "Number of schedulers (2-5 on mw1.small and up)."
   type        = number

@@ -319,12 +319,36 @@ def airflow():
     (`conveyor.retry_delay_seconds`), so a run that fails for good does so in seconds. Every DAG
     starts paused: a test unpauses the DAGs it drives and pauses them again when it is done, so
     modules do not feed each other runs.
+
+    The executor is `make airflow`'s: the LocalExecutor, or with CONVEYOR_EXECUTOR=celery the
+    CeleryExecutor with Redis and two workers (`.ci/run` runs these tests so). There a task whose
+    worker died is failed by the scheduler after 30 s without a heartbeat
+    (`[scheduler] task_instance_heartbeat_timeout`, 300 s by default and on MWAA), and retried.
     """
     from conveyor_local.airflow_api import scratch_airflow
 
-    with scratch_airflow(
-        AIRFLOW__CONVEYOR__TOTESYS_CRON="* * * * *",
-        AIRFLOW__CONVEYOR__RETRY_DELAY_SECONDS="5",
-        AIRFLOW__CONVEYOR__S3_EVENT_COPY_DEADLINE_SECONDS=str(EVENT_COPY_DEADLINE_S),
-    ) as scratch:
+    with scratch_airflow(**_SCHEDULER_TEST_CONFIG) as scratch:
+        yield scratch
+
+
+_SCHEDULER_TEST_CONFIG = {
+    "AIRFLOW__CONVEYOR__TOTESYS_CRON": "* * * * *",
+    "AIRFLOW__CONVEYOR__RETRY_DELAY_SECONDS": "5",
+    "AIRFLOW__CONVEYOR__S3_EVENT_COPY_DEADLINE_SECONDS": str(EVENT_COPY_DEADLINE_S),
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+}
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(request):
+    """The session's `airflow` when it runs the CeleryExecutor (CONVEYOR_EXECUTOR=celery, as
+    `.ci/run` runs the scheduler tests), else one of the module's own with it, configured alike:
+    for tests about Celery workers themselves."""
+    if os.environ.get("CONVEYOR_EXECUTOR", "").strip().lower() == "celery":
+        yield request.getfixturevalue("airflow")
+        return
+    from conveyor_local.airflow_api import scratch_airflow
+
+    with scratch_airflow(CONVEYOR_EXECUTOR="celery", **_SCHEDULER_TEST_CONFIG) as scratch:
         yield scratch

@@ -220,7 +220,8 @@ class ScratchAirflow:
     def failure_detail(self, dag_id: str, run: dict) -> str:
         """A run's task states and the end of Airflow's log, for an assertion message."""
         states = {t["task_id"]: t["state"] for t in self.api.task_instances(dag_id, run["dag_run_id"])}
-        log = (self.local_dir / "airflow-standalone.log").read_text(errors="replace")[-3000:]
+        stack = json.loads((self.local_dir / "stack.json").read_text())
+        log = Path(stack["airflow"]["log"]).read_text(errors="replace")[-3000:]
         return f"{run['dag_run_id']}: {states}\n{log}"
 
 

@@ -81,9 +81,9 @@ def test_every_dag_imports_from_the_packaged_files_in_a_clean_mwaa_like_virtuale
     venv = tmp_path / "venv"
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     subprocess.run([uv, "venv", "--quiet", "--python", python, str(venv)], check=True)
-    # What MWAA's image has (pyproject's first five dependencies: Airflow and the preinstalled
+    # What MWAA's image has (pyproject's first six dependencies: Airflow and the preinstalled
     # providers) plus requirements.txt without its constraint URL; pinned by the local lock.
-    image = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"][:5]
+    image = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"][:6]
     assert image[0] == "apache-airflow==3.3.1"
     requirements = tmp_path / "requirements-without-constraint.txt"
     requirements.write_text(

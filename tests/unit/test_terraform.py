@@ -633,6 +633,32 @@ def test_mwaa_configuration_options():
         assert re.fullmatch(r"[a-z]+([a-z0-9._]*[a-z0-9_]+)?", key), key
 
 
+def test_mwaa_worker_sizing_is_what_the_local_celery_workers_run():
+    """Fixed task slots per worker (MWAA's class default unless set) and core.parallelism = max
+    workers x slots: the shape `CONVEYOR_EXECUTOR=celery make airflow` runs the scheduler tests
+    with (conveyor_local.stack: CELERY_WORKERS x CELERY_WORKER_CONCURRENCY, like dev.tfvars'
+    mw1.small with at most 2 workers)."""
+    from conveyor_local import stack
+
+    mwaa = child("mwaa")
+    locals_ = mwaa["locals"]
+    classes = mwaa["variable"]["environment_class"]["validation"][0]["condition"]
+    assert set(locals_["class_worker_concurrency"]) == set(re.findall(r"mw1\.[a-z0-9]+", classes))
+    assert locals_["class_worker_concurrency"]["mw1.small"] == 5
+    assert "class_worker_concurrency[var.environment_class]" in locals_["worker_concurrency"]
+    assert "var.worker_concurrency" in locals_["worker_concurrency"]
+    sizing = locals_["sizing_configuration_options"]
+    assert sizing["celery.worker_autoscale"] == "${local.worker_concurrency},${local.worker_concurrency}"
+    assert sizing["core.parallelism"] == "${tostring(var.max_workers * local.worker_concurrency)}"
+    assert "local.sizing_configuration_options" in locals_["airflow_configuration_options"]
+    assert root()["module"]["mwaa"]["worker_concurrency"] == "${var.mwaa_worker_concurrency}"
+    dev = load(TF / "environments" / "dev.tfvars")
+    assert dev["mwaa_environment_class"] == "mw1.small" and dev.get("mwaa_worker_concurrency") is None
+    assert dev["mwaa_max_workers"] == stack.CELERY_WORKERS and stack.CELERY_WORKER_CONCURRENCY == 5
+    celery = stack.celery_environment({"redis": {"port": 1}, "postgres": {"dsn": "postgresql://u@h/db"}})
+    assert celery["AIRFLOW__CORE__PARALLELISM"] == str(dev["mwaa_max_workers"] * 5)
+
+
 def test_execution_role_grants_exactly_what_the_dags_use():
     mwaa = child("mwaa")
     doc = statements(data(mwaa, "aws_iam_policy_document.execution"))

@@ -27,8 +27,28 @@ locals {
     "core.default_timezone"        = "utc"
   }
 
+  # Worker sizing, as `CONVEYOR_EXECUTOR=celery make airflow` ran the scheduler tests: a fixed
+  # number of task slots per worker (celery.worker_autoscale max,min equal: no pool processes
+  # forked and reaped under load), MWAA's default for the class unless var.worker_concurrency
+  # says otherwise, and core.parallelism = max_workers x that, so the scheduler queues no more
+  # tasks than the workers MWAA may add can run. No pools: every task takes a default_pool slot.
+  class_worker_concurrency = {
+    "mw1.micro"   = 3
+    "mw1.small"   = 5
+    "mw1.medium"  = 10
+    "mw1.large"   = 20
+    "mw1.xlarge"  = 40
+    "mw1.2xlarge" = 80
+  }
+  worker_concurrency = coalesce(var.worker_concurrency, local.class_worker_concurrency[var.environment_class])
+  sizing_configuration_options = {
+    "celery.worker_autoscale" = "${local.worker_concurrency},${local.worker_concurrency}"
+    "core.parallelism"        = tostring(var.max_workers * local.worker_concurrency)
+  }
+
   airflow_configuration_options = merge(
     local.base_configuration_options,
+    local.sizing_configuration_options,
     { "secrets.backend_kwargs" = jsonencode(local.secrets_backend_kwargs) },
     { for key, value in var.conveyor_options : "conveyor.${key}" => value },
   )

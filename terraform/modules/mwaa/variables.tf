@@ -42,6 +42,17 @@ variable "max_workers" {
   }
 }
 
+variable "worker_concurrency" {
+  description = "Task slots per worker (celery.worker_autoscale, fixed); null: MWAA's default for the class (micro 3, small 5, medium 10, large 20, xlarge 40, 2xlarge 80). core.parallelism is max_workers times this."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.worker_concurrency == null || try(var.worker_concurrency >= 1, false)
+    error_message = "worker_concurrency must be at least 1 (or null for the class default)."
+  }
+}
+
 variable "schedulers" {
   description = "Number of schedulers."
   type        = number
