@@ -6,6 +6,14 @@ and print what landed where.
 The runs' logical date defaults to yesterday 20:00 UTC (the nightly schedule's time): a recent,
 finished interval, so the UI's run durations and charts read sensibly.
 
+Each run is `airflow dags test`, the command a user types. The demo runs its commands in two
+Airflow processes (`--serve`: one process runs the commands it is sent one after another, each
+exactly as the CLI runs it, its output to `.local/demo-<dag_id>.log`), so Airflow's import and
+start-up are paid twice, not once per run; and the two run side by side: section 4 (totesys_etl)
+in one, sections 1-3 in the other. They touch different buckets, databases and Snowflake
+schemas; the notifications queue they share is read for each DAG's own messages (`dag_id`).
+Each section prints in order, when it is done.
+
 Expects the stack to be up (`make demo` runs `make services` first).
 """
 
@@ -13,11 +21,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,24 +61,99 @@ def _drain(sqs, queue_url: str) -> list[dict]:
     return out
 
 
+_kept: dict[str, list[dict]] = {}  # notifications read off the queue, by the DAG that sent them
+_kept_lock = threading.Lock()
+
+
+def _notifications(sqs, info: dict, dag_id: str) -> list[dict]:
+    """The messages `dag_id`'s runs published on the notifications topic since the last call (SNS
+    envelopes). Sections run side by side and read the one queue: each takes its DAG's messages
+    (their dag_id attribute) and leaves the others' for them."""
+    with _kept_lock:
+        for message in _drain(sqs, info["queues"][NOTIFICATIONS_INBOX]):
+            sender = message.get("MessageAttributes", {}).get("dag_id", {}).get("Value")
+            _kept.setdefault(sender, []).append(message)
+        return _kept.pop(dag_id, [])
+
+
+class _Runner:
+    """One Airflow process (`python -m conveyor_local.demo --serve`) on the stack's environment,
+    running the `airflow dags test` commands it is sent, one at a time."""
+
+    def __init__(self):
+        env = {**os.environ, **stack.environment(stack.load_state())}
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor_local.demo", "--serve"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, argv: list[str], log: Path) -> int:
+        self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        if not reply:
+            return self.proc.wait() or 1  # the process died: its log says why
+        return json.loads(reply)["rc"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+_lane = threading.local()  # .runner: the Airflow process of this thread's lane
+
+
 def run_dag(dag_id: str, logical_date: str, conf: str | None = None) -> float:
     """`airflow dags test` on the stack, as a user would run it; returns seconds taken."""
-    env = {**os.environ, **stack.environment(stack.load_state())}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     log = stack.local_dir() / f"demo-{dag_id}.log"
     started = time.monotonic()
-    with log.open("w") as out:
-        result = subprocess.run(
-            ["airflow", "dags", "test", dag_id, logical_date, *(["--conf", conf] if conf else [])],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    argv = ["dags", "test", dag_id, logical_date, *(["--conf", conf] if conf else [])]
+    returncode = _lane.runner.run(argv, log)
     elapsed = time.monotonic() - started
-    if result.returncode:
+    if returncode:
         tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
-        raise SystemExit(f"{dag_id} failed (exit {result.returncode}); last lines of {log}:\n{tail}")
+        raise SystemExit(f"{dag_id} failed (exit {returncode}); last lines of {log}:\n{tail}")
     return elapsed
+
+
+def serve() -> int:
+    """`--serve`: run each `airflow dags test` command read from stdin (JSON: argv, log) in this
+    process, as `airflow` runs it, its output to the log file; answer each with its exit status."""
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    from airflow import configuration
+    from airflow.cli import cli_parser
+    from airflow.configuration import write_default_airflow_configuration_if_needed
+
+    configuration.conf  # noqa: B018 (read, as the CLI's main does first)
+    write_default_airflow_configuration_if_needed()
+    parser = cli_parser.get_parser()
+    for line in sys.stdin:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with open(request["log"], "w") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                args = parser.parse_args(request["argv"])
+                args.func(args)
+                returncode = 0
+            except SystemExit as stop:  # what `airflow` exits with
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+                returncode = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            except Exception:
+                traceback.print_exc()
+                returncode = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+        replies.write(json.dumps({"rc": returncode}) + "\n")
+    return 0
 
 
 def nightly_file_ingestion(info: dict, logical_date: str) -> None:
@@ -77,12 +164,12 @@ def nightly_file_ingestion(info: dict, logical_date: str) -> None:
     print(
         f"• put {len(files)} MovieLens-style files ({sum(map(len, files.values())):,} bytes) in s3://{source}/movielens/"
     )
-    _drain(sqs, info["queues"][NOTIFICATIONS_INBOX])
+    _notifications(sqs, info, "nightly_file_ingestion")
 
     seconds = run_dag("nightly_file_ingestion", logical_date)
     print(f"• ran nightly_file_ingestion for {logical_date} through Airflow in {seconds:.1f}s")
 
-    messages = _drain(sqs, info["queues"][NOTIFICATIONS_INBOX])
+    messages = _notifications(sqs, info, "nightly_file_ingestion")
     summary = json.loads(messages[-1]["Message"]) if messages else None
     if not summary:
         raise SystemExit("no notification arrived on the notifications topic")
@@ -173,6 +260,9 @@ def snowflake_query(info: dict, sql: str) -> list[tuple]:
     """Rows from the local fake Snowflake (as snowflake_default reaches it)."""
     from conveyor_local import fake_snowflake
 
+    # The connector logs two INFO lines (its version, "Connecting to GLOBAL Snowflake domain") per
+    # connection: not the demo's story.
+    logging.getLogger("snowflake.connector").setLevel(logging.WARNING)
     with fake_snowflake.connect(info["snowflake"]["port"]) as connection:
         return connection.cursor().execute(sql).fetchall()
 
@@ -243,7 +333,7 @@ def schema_drift(state: dict, sqs, info: dict) -> None:
         landed = conn.execute("SELECT count(*) FROM staging.sales_order WHERE channel = 'web'").fetchone()[0]
     sent = [
         m["Subject"]
-        for m in _drain(sqs, info["queues"][NOTIFICATIONS_INBOX])
+        for m in _notifications(sqs, info, "totesys_etl")
         if m["MessageAttributes"].get("status", {}).get("Value") == drift_notices.STATUS
     ]
     if len(logged) != 1 or len(sent) != 1 or landed != 3:
@@ -307,7 +397,7 @@ def totesys_etl(info: dict, logical_date: str) -> None:
         conn.commit()
     print(f"• simulate: {sum(changed.values()) + 3} new or updated rows (3 of them existing sales orders)")
     print("  and a new column, sales_order.channel (set to 'web' on those 3 orders)")
-    _drain(sqs, info["queues"][NOTIFICATIONS_INBOX])
+    _notifications(sqs, info, "totesys_etl")
     delta = rows_of(second, run_dag("totesys_etl", second), "delta run")
     print(f"  {'table':<16} {'initial':>8} {'delta':>6}")
     for table in sorted(initial):
@@ -370,6 +460,81 @@ def totesys_etl(info: dict, logical_date: str) -> None:
             raise SystemExit(f"{table}: {in_snowflake} rows in Snowflake, {rows} in the Postgres warehouse")
 
 
+SECTIONS = (
+    (
+        "1. nightly_file_ingestion: source bucket -> raw bucket, dated keys, SNS summary",
+        nightly_file_ingestion,
+    ),
+    (
+        "2. s3_event_copy: raw bucket events -> SNS -> SQS -> copy raw -> curated -> Snowflake (flattened)",
+        s3_event_copy,
+    ),
+    ("3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive -> Snowflake", retail),
+    (
+        "4. totesys_etl: ToteSys Postgres -> changed rows (Parquet, ingestion bucket) -> warehouse star schema"
+        " -> Snowflake",
+        totesys_etl,
+    ),
+)
+# The sections each Airflow process runs, in order: 4 (five runs, three of them totesys_etl) in one,
+# the other three (six shorter runs) in the other.
+LANES = ((3,), (0, 1, 2))
+
+
+class _Sections(io.TextIOBase):
+    """sys.stdout while the lanes run: what a section prints is kept until every section before it
+    is printed, then goes out in the order of SECTIONS."""
+
+    def __init__(self, out):
+        self.out = out
+        self.texts = [io.StringIO() for _ in SECTIONS]
+        self.done = [False] * len(SECTIONS)
+        self.printed = 0
+        self.lock = threading.Lock()
+        self.current = threading.local()
+
+    def write(self, text: str) -> int:
+        index = getattr(self.current, "index", None)
+        if index is None:
+            return self.out.write(text)
+        with self.lock:
+            return self.texts[index].write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def finished(self, index: int) -> None:
+        with self.lock:
+            self.done[index] = True
+            while self.printed < len(SECTIONS) and self.done[self.printed]:
+                self.out.write(self.texts[self.printed].getvalue())
+                self.out.flush()
+                self.printed += 1
+
+    def rest(self) -> None:
+        """After a failure: what the unfinished sections printed so far."""
+        for index in range(len(SECTIONS)):
+            self.finished(index)
+
+
+def _run_lane(
+    sections: tuple[int, ...], info: dict, logical_date: str, output: _Sections, errors: list
+) -> None:
+    _lane.runner = _Runner()
+    try:
+        for index in sections:
+            title, section = SECTIONS[index]
+            output.current.index = index
+            print(("\n" if index else "") + title)
+            section(info, logical_date)
+            output.finished(index)
+    except BaseException as error:  # SystemExit from a section: the failure, said once, after the output
+        errors.append(error)
+    finally:
+        output.current.index = None
+        _lane.runner.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor_local.demo", description=__doc__)
     parser.add_argument(
@@ -377,23 +542,33 @@ def main(argv: list[str] | None = None) -> int:
         default=recent_date(),
         help="logical date of the runs (default: yesterday 20:00 UTC, %(default)s)",
     )
+    parser.add_argument(
+        "--serve", action="store_true", help=argparse.SUPPRESS
+    )  # an Airflow process of the demo
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve()
     started = time.monotonic()
     info = stack.describe()
     print(f"Conveyor demo on the local stack ({info['endpoint_url']}, Airflow home {info['airflow_home']})\n")
-    print("1. nightly_file_ingestion: source bucket -> raw bucket, dated keys, SNS summary")
-    nightly_file_ingestion(info, args.date)
-    print(
-        "\n2. s3_event_copy: raw bucket events -> SNS -> SQS -> copy raw -> curated -> Snowflake (flattened)"
-    )
-    s3_event_copy(info, args.date)
-    print("\n3. retail_data_generator -> inbound -> inbound_to_stage -> stage + dated archive -> Snowflake")
-    retail(info, args.date)
-    print(
-        "\n4. totesys_etl: ToteSys Postgres -> changed rows (Parquet, ingestion bucket) -> warehouse star schema"
-        " -> Snowflake"
-    )
-    totesys_etl(info, args.date)
+    output = _Sections(sys.stdout)
+    errors: list[BaseException] = []
+    lanes = [
+        threading.Thread(target=_run_lane, args=(lane, info, args.date, output, errors), name=f"lane-{n}")
+        for n, lane in enumerate(LANES)
+    ]
+    sys.stdout = output
+    try:
+        for lane in lanes:
+            lane.start()
+        for lane in lanes:
+            lane.join()
+    finally:
+        sys.stdout = output.out
+        if errors:
+            output.rest()
+    if errors:
+        raise errors[0]
     print(
         f"\nDemo finished in {time.monotonic() - started:.0f}s. Explore: `make airflow` (UI), "
         "`source .local/env.sh`, `python -m conveyor_local describe`."

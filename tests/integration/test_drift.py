@@ -239,14 +239,83 @@ NEXT = T1 + timedelta(minutes=3)  # the next run: its window [T1 - 60 s, T1 + 2 
 BUCKET = "conveyor-local-ingestion"
 
 
+_FIRST_RUN: dict = {}  # what the first run left, once per test process (see `totesys`)
+
+
+def _database_name(dsn: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return conninfo_to_dict(dsn)["dbname"]
+
+
+def _copy_database(admin_dsn: str, source: str, target: str) -> None:
+    """`target` becomes a copy of `source` (CREATE DATABASE ... TEMPLATE: a file copy, no replay)."""
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(  # a template must have no sessions: the run's pooled ones are done with
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (source,),
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+
+
 @pytest.fixture
-def totesys(pg_database, warehouse_dsn, aws):
-    """ToteSys populated, an empty warehouse, and a first (full snapshot) run that reached it."""
-    with psycopg.connect(pg_database, autocommit=True) as conn:
-        totesys_data.create_schema(conn)
-        totesys_data.populate(conn, scale=0.5, seed=1, at=T1 - timedelta(minutes=5))
+def totesys(pg_database, warehouse_dsn, aws, postgres_admin_dsn):
+    """ToteSys populated, an empty warehouse, and a first (full snapshot) run that reached it.
+
+    Every DAG test here starts from the same first run, so it runs once per test process and each
+    test gets a copy of all it left: both databases (Postgres templates), every S3 object, and the
+    messages on every queue. The DagRun itself stays in the process's metadata DB, as any earlier
+    test's runs do."""
+    source, target = _database_name(pg_database), _database_name(warehouse_dsn)
+    if not _FIRST_RUN:
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            totesys_data.create_schema(conn)
+            totesys_data.populate(conn, scale=0.5, seed=1, at=T1 - timedelta(minutes=5))
         first = run_dag("totesys_etl", T1, full_snapshot=True)
         assert first.state == "success", task_states(first)
+        s3, sqs = aws["session"].client("s3"), aws["session"].client("sqs")
+        objects = {}
+        for bucket in aws["buckets"].values():
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for item in page.get("Contents", []):
+                    got = s3.get_object(Bucket=bucket, Key=item["Key"])
+                    objects[bucket, item["Key"]] = (
+                        got["Body"].read(),
+                        got.get("ContentType"),
+                        got["Metadata"],
+                    )
+        messages = {}
+        for kind, url in aws["queues"].items():
+            received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages[kind] = []
+            while batch := received.get("Messages", []):
+                for message in batch:
+                    messages[kind].append(message["Body"])
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        _FIRST_RUN.update(
+            source=f"{source}_first_run", warehouse=f"{target}_first_run", objects=objects, messages=messages
+        )
+        _copy_database(postgres_admin_dsn, source, _FIRST_RUN["source"])
+        _copy_database(postgres_admin_dsn, target, _FIRST_RUN["warehouse"])
+    else:
+        _copy_database(postgres_admin_dsn, _FIRST_RUN["source"], source)
+        _copy_database(postgres_admin_dsn, _FIRST_RUN["warehouse"], target)
+        s3 = aws["session"].client("s3")
+        for (bucket, key), (body, content_type, metadata) in _FIRST_RUN["objects"].items():
+            s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                Metadata=metadata,
+                **({"ContentType": content_type} if content_type else {}),
+            )
+    sqs = aws["session"].client("sqs")
+    for kind, bodies in _FIRST_RUN["messages"].items():
+        for body in bodies:
+            sqs.send_message(QueueUrl=aws["queues"][kind], MessageBody=body)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
         yield conn
 
 
