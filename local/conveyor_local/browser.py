@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 
+from conveyor_local import debian
+
 # Headless Chromium as root, on a machine whose only network is loopback: no sandbox (root), no
 # GPU, and none of the background connections (updates, sync, safe browsing) that would be refused.
 CHROMIUM_ARGS = (
@@ -40,16 +42,6 @@ def find_chromium() -> str | None:
     return next((path for name in _CANDIDATES if (path := shutil.which(name))), None)
 
 
-def _apt_get(*args: str) -> subprocess.CompletedProcess:
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    return subprocess.run(
-        [*prefix, "apt-get", *args],
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        capture_output=True,
-        text=True,
-    )
-
-
 def ensure_chromium() -> str:
     """Find Chromium, or install Debian's `chromium` package (as root, or with password-less
     sudo). Raises NoBrowser saying why when neither works."""
@@ -57,18 +49,10 @@ def ensure_chromium() -> str:
         return path
     if os.environ.get("CONVEYOR_CHROMIUM"):
         raise NoBrowser(f"CONVEYOR_CHROMIUM={os.environ['CONVEYOR_CHROMIUM']} is not an executable")
-    if not shutil.which("apt-get"):
-        raise NoBrowser("no Chromium on PATH and no apt-get to install it (set CONVEYOR_CHROMIUM)")
-    if os.geteuid() != 0 and not shutil.which("sudo"):
-        raise NoBrowser("no Chromium on PATH; installing Debian's chromium needs root or sudo")
-    print("installing Debian's chromium for the browser tests (apt-get) ...", file=sys.stderr)
-    installed = _apt_get("install", "-y", "-q", "chromium")
-    if installed.returncode:  # stale package lists on a fresh machine
-        _apt_get("update", "-q")
-        installed = _apt_get("install", "-y", "-q", "chromium")
-    if installed.returncode or not (path := find_chromium()):
-        raise NoBrowser(f"apt-get install chromium failed: {(installed.stderr or installed.stdout)[-800:]}")
-    return path
+    try:
+        return debian.install("chromium", find_chromium, "the browser tests")
+    except debian.NotInstalled as exc:
+        raise NoBrowser(f"{exc} (or set CONVEYOR_CHROMIUM)") from None
 
 
 def launch(playwright):

@@ -209,22 +209,17 @@ def ensure_redis_server() -> str:
     password-less sudo), as `make test-ui` installs Chromium."""
     import shutil
 
-    from conveyor_local.browser import _apt_get
+    from conveyor_local import debian
 
-    if path := shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin"):
+    def find() -> str | None:
+        return shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/bin")
+
+    if path := find():
         return path
-    if not shutil.which("apt-get") or (os.geteuid() != 0 and not shutil.which("sudo")):
-        raise SystemExit("CONVEYOR_EXECUTOR=celery needs redis-server: install Debian's redis-server package")
-    print("installing Debian's redis-server for the Celery broker (apt-get) ...", file=sys.stderr)
-    installed = _apt_get("install", "-y", "-q", "redis-server")
-    if installed.returncode:  # stale package lists on a fresh machine
-        _apt_get("update", "-q")
-        installed = _apt_get("install", "-y", "-q", "redis-server")
-    if installed.returncode or not (path := shutil.which("redis-server")):
-        raise SystemExit(
-            f"apt-get install redis-server failed: {(installed.stderr or installed.stdout)[-800:]}"
-        )
-    return path
+    try:
+        return debian.install("redis-server", find, "the Celery broker")
+    except debian.NotInstalled as exc:
+        raise SystemExit(f"CONVEYOR_EXECUTOR=celery needs redis-server: {exc}") from None
 
 
 def _redis_answers(port: int) -> bool:
