@@ -139,6 +139,9 @@ def serve() -> int:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
             try:
+                # As `airflow` sees its own command line: the DAG files ask whether they are parsed by
+                # `airflow dags test` (conveyor.deadlines.under_dags_test).
+                sys.argv = ["airflow", *request["argv"]]
                 args = parser.parse_args(request["argv"])
                 args.func(args)
                 returncode = 0
