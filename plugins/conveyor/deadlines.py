@@ -169,13 +169,19 @@ def publish_missed(context: dict, promise: str, queue_kind: str | None = None) -
 
 def not_late(run: dict, deadline_time) -> str | None:
     """Why a missed deadline is no news, or None: a backfill, or a manual run queued after its
-    deadline (an old interval run again), was late before it started."""
+    deadline (an old interval run again), was late before it started; a run that succeeded by its
+    deadline was in time (marked success by hand: Airflow deletes a deadline only when the
+    scheduler ends the run itself, so the miss is still handled)."""
     run_type = run.get("run_type")
     if run_type == "backfill":
         return "a backfill run catches up on past intervals"
+    due = _as_datetime(deadline_time)
     queued = _as_datetime(run.get("queued_at"))
-    if run_type == "manual" and queued is not None and queued >= _as_datetime(deadline_time):
+    if run_type == "manual" and queued is not None and queued >= due:
         return "a manual run queued after its deadline (a past interval run again)"
+    ended = _as_datetime(run.get("end_date"))
+    if run.get("state") == "success" and ended is not None and ended <= due:
+        return f"the run succeeded at {ended.isoformat()}, by its deadline"
     return None
 
 
@@ -186,17 +192,15 @@ def _as_datetime(value) -> datetime | None:
 
 
 def queue_depth(queue_kind: str) -> int:
-    """Messages on the queue: visible, in flight and delayed (SQS's approximate counts)."""
+    """Messages waiting on the queue that the run could have taken (SQS's approximate count of
+    visible ones). Not the ones in flight: the run itself may have just received one, and an
+    event whose copy fails is hidden between its receives (its dead letter has its own alarm);
+    nor delayed ones."""
     from airflow.providers.amazon.aws.hooks.sqs import SqsHook
 
     from conveyor.resources import AWS_CONN_ID, names_from_variable
 
     sqs = SqsHook(aws_conn_id=AWS_CONN_ID).get_conn()
     url = sqs.get_queue_url(QueueName=names_from_variable().queue(queue_kind))["QueueUrl"]
-    counts = (
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    )
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(counts))["Attributes"]
-    return sum(int(attributes.get(name, 0)) for name in counts)
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"].get("ApproximateNumberOfMessages", 0))

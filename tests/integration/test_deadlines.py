@@ -25,7 +25,9 @@ DUE = datetime(2024, 3, 5, 20, 18, tzinfo=UTC)
 PROMISE = "a run must be done within 15 min of its data interval's end"
 
 
-def run_context(run_type="scheduled", queued_at="2024-03-05T20:00:04Z", state="running") -> dict:
+def run_context(
+    run_type="scheduled", queued_at="2024-03-05T20:00:04Z", state="running", end_date=None
+) -> dict:
     """What Deadline.handle_miss hands the callback: DAGRunResponse in JSON mode, the deadline."""
     run_id = f"{run_type}__2024-03-05T19:57:00+00:00"
     return {
@@ -35,7 +37,7 @@ def run_context(run_type="scheduled", queued_at="2024-03-05T20:00:04Z", state="r
             "logical_date": "2024-03-05T19:57:00Z",
             "queued_at": queued_at,
             "start_date": "2024-03-05T20:00:05Z",
-            "end_date": None,
+            "end_date": end_date,
             "data_interval_start": "2024-03-05T19:57:00Z",
             "data_interval_end": "2024-03-05T20:00:00Z",
             "run_after": "2024-03-05T20:00:00Z",
@@ -94,10 +96,30 @@ def test_the_event_copy_deadline_alerts_only_while_its_queue_holds_messages(aws)
     sqs.purge_queue(QueueUrl=aws["queues"]["raw-events"])  # provisioning's s3:TestEvent
     context = run_context()
     assert deadlines.publish_missed(context, PROMISE, queue_kind="raw-events") is None, "an empty queue"
-    sqs.send_message(QueueUrl=aws["queues"]["raw-events"], MessageBody="{}", DelaySeconds=900)
+    queue = aws["queues"]["raw-events"]
+    # Not waiting for this run: a message in flight (the run's own, or a failing copy's between its
+    # receives: the dead-letter alarm's), or a delayed one.
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")
+    [taken] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, VisibilityTimeout=900)["Messages"]
+    sqs.send_message(QueueUrl=queue, MessageBody="{}", DelaySeconds=900)
+    assert deadlines.publish_missed(context, PROMISE, queue_kind="raw-events") is None, "in flight, delayed"
+    assert inbox(aws) == []
+    sqs.send_message(QueueUrl=queue, MessageBody="{}")  # visible: the run could have taken it
     assert deadlines.publish_missed(context, PROMISE, queue_kind="raw-events")
     [(_, alert, _)] = inbox(aws)
-    assert alert["error"].endswith("; 1 message(s) on the queue"), "a delayed message is waiting too"
+    assert alert["error"].endswith("; 1 message(s) on the queue")
+    assert taken["ReceiptHandle"]
+
+
+def test_a_run_marked_success_by_its_deadline_is_not_late(aws):
+    """Marked success by hand (UI, REST): Airflow keeps the deadline, and its miss is handled."""
+    inbox(aws)
+    in_time = run_context(state="success", end_date="2024-03-05T20:10:00Z")
+    assert deadlines.publish_missed(in_time, PROMISE) is None
+    assert inbox(aws) == []
+    after = run_context(state="success", end_date="2024-03-05T20:19:00Z")  # a minute past DUE
+    assert deadlines.publish_missed(after, PROMISE)
+    assert [alert["run_id"] for _, alert, _ in inbox(aws)] == [after["dag_run"]["dag_run_id"]]
 
 
 def test_an_unreadable_queue_still_alerts_saying_so(aws):

@@ -635,7 +635,7 @@ def test_mwaa_configuration_options():
 
 def test_mwaa_worker_sizing_is_what_the_local_celery_workers_run():
     """Fixed task slots per worker (MWAA's class default unless set) and core.parallelism = max
-    workers x slots: the shape `CONVEYOR_EXECUTOR=celery make airflow` runs the scheduler tests
+    workers x slots / schedulers (one local scheduler: workers x slots): the shape `CONVEYOR_EXECUTOR=celery make airflow` runs the scheduler tests
     with (conveyor_local.stack: CELERY_WORKERS x CELERY_WORKER_CONCURRENCY, like dev.tfvars'
     mw1.small with at most 2 workers)."""
     from conveyor_local import stack
@@ -649,7 +649,10 @@ def test_mwaa_worker_sizing_is_what_the_local_celery_workers_run():
     assert "var.worker_concurrency" in locals_["worker_concurrency"]
     sizing = locals_["sizing_configuration_options"]
     assert sizing["celery.worker_autoscale"] == "${local.worker_concurrency},${local.worker_concurrency}"
-    assert sizing["core.parallelism"] == "${tostring(var.max_workers * local.worker_concurrency)}"
+    # Per scheduler (Airflow's [core] parallelism): the schedulers together fill the workers' slots.
+    assert sizing["core.parallelism"] == (
+        "${tostring(ceil(var.max_workers * local.worker_concurrency / var.schedulers))}"
+    )
     assert "local.sizing_configuration_options" in locals_["airflow_configuration_options"]
     assert root()["module"]["mwaa"]["worker_concurrency"] == "${var.mwaa_worker_concurrency}"
     dev = load(TF / "environments" / "dev.tfvars")

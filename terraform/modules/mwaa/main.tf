@@ -30,8 +30,9 @@ locals {
   # Worker sizing, as `CONVEYOR_EXECUTOR=celery make airflow` ran the scheduler tests: a fixed
   # number of task slots per worker (celery.worker_autoscale max,min equal: no pool processes
   # forked and reaped under load), MWAA's default for the class unless var.worker_concurrency
-  # says otherwise, and core.parallelism = max_workers x that, so the scheduler queues no more
-  # tasks than the workers MWAA may add can run. No pools: every task takes a default_pool slot.
+  # says otherwise, and core.parallelism = max_workers x that / schedulers (Airflow applies it per
+  # scheduler), so the schedulers together queue no more tasks than the workers MWAA may add can
+  # run. No pools: every task takes a default_pool slot.
   class_worker_concurrency = {
     "mw1.micro"   = 3
     "mw1.small"   = 5
@@ -43,7 +44,7 @@ locals {
   worker_concurrency = coalesce(var.worker_concurrency, local.class_worker_concurrency[var.environment_class])
   sizing_configuration_options = {
     "celery.worker_autoscale" = "${local.worker_concurrency},${local.worker_concurrency}"
-    "core.parallelism"        = tostring(var.max_workers * local.worker_concurrency)
+    "core.parallelism"        = tostring(ceil(var.max_workers * local.worker_concurrency / var.schedulers))
   }
 
   airflow_configuration_options = merge(
