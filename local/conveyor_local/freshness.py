@@ -31,7 +31,7 @@ EVENT_DAGS = ("s3_event_copy", "curated_to_snowflake")
 
 
 def _p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[18] if len(values) > 1 else values[0]
+    return statistics.quantiles(values, n=20, method="inclusive")[18] if len(values) > 1 else values[0]
 
 
 def _summary(latencies: list[float]) -> dict:
